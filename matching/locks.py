@@ -1,0 +1,33 @@
+"""The per-instrument lock: one row per ISIN, locked FOR UPDATE.
+
+Everything that changes which orders rest in an instrument's book (matching,
+claiming for the exchange, cancelling) holds this lock, so each instrument is
+processed one transaction at a time while different instruments run in parallel.
+"""
+
+from django.db import transaction
+
+from matching.models import Instrument
+
+# ISINs whose lock row this process has seen; rows are never deleted.
+_ensured: set[str] = set()
+
+
+def instrument_ensure(isin: str) -> None:
+    """Create the instrument's lock row if it does not exist yet (no-op otherwise)."""
+    if isin in _ensured:
+        return
+    Instrument.objects.bulk_create([Instrument(isin=isin)], ignore_conflicts=True)
+    _ensured.add(isin)
+
+
+def instrument_lock(isin: str) -> None:
+    """Lock the instrument until the surrounding transaction ends."""
+    if transaction.get_autocommit():
+        raise RuntimeError("instrument_lock() must be called inside transaction.atomic()")
+    if Instrument.objects.select_for_update().filter(isin=isin).exists():
+        return
+    # Not there (first order of the instrument, or the cache outlived a rollback).
+    _ensured.discard(isin)
+    Instrument.objects.bulk_create([Instrument(isin=isin)], ignore_conflicts=True)
+    Instrument.objects.select_for_update().filter(isin=isin).exists()

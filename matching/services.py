@@ -1,0 +1,114 @@
+"""Matching against the database: rows in, engine, fills and order updates out.
+
+Under the instrument's lock, every order of the instrument that waits for a
+matching pass is crossed, in arrival order, against the resting book; fills and
+order updates commit in one transaction (SPEC §5).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from matching.engine import BookOrder, OrderBook
+from matching.locks import instrument_ensure, instrument_lock
+from matching.models import OrderMatch
+from orders.models import Order
+
+# Upper bound on the incoming orders one pass takes; the rest wait for the next pass.
+MATCH_BATCH_SIZE = 500
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    """An order resting in the book whose remainder is due at the exchange at ``route_at``."""
+
+    order_id: object
+    instrument: str
+    route_at: datetime
+    # Re-send a call whose worker was lost mid-flight (the exchange dedupes by order id).
+    recover: bool = False
+
+
+def instrument_match_pending(*, isin: str, now: datetime | None = None) -> list[RoutePlan]:
+    """Run one matching pass over ``isin``; return the orders it left resting, with due times."""
+    instrument_ensure(isin)
+    with transaction.atomic():
+        instrument_lock(isin)
+        now = now or timezone.now()
+        working = Order.objects.filter(instrument=isin, status__in=Order.WORKING_STATUSES)
+        pending = list(working.filter(needs_match=True).order_by("created_at", "id")[:MATCH_BATCH_SIZE])
+        if not pending:
+            return []
+        resting = list(working.filter(needs_match=False, in_flight=False, remaining_quantity__gt=0))
+        return _match(isin, pending, resting, now)
+
+
+def _match(isin: str, pending: list[Order], resting: list[Order], now: datetime) -> list[RoutePlan]:
+    rows = {order.pk: order for order in (*resting, *pending)}
+    # Time priority is arrival order, as a sequence number for the engine.
+    sequence = {
+        order.pk: position
+        for position, order in enumerate(sorted(rows.values(), key=lambda o: (o.created_at, str(o.pk))))
+    }
+    book = OrderBook(_book_order(order, sequence) for order in resting)
+    matches: list[OrderMatch] = []
+    changed: dict[object, set[str]] = {}
+
+    for order in pending:
+        incoming = _book_order(order, sequence)
+        for fill in book.match(incoming):
+            price = fill.price
+            matches.append(
+                OrderMatch(
+                    buy_order_id=fill.buy_id,
+                    sell_order_id=fill.sell_id,
+                    instrument=isin,
+                    quantity=fill.quantity,
+                    price=price,
+                    matched_at=now,
+                )
+            )
+            for order_id in (fill.incoming_id, fill.resting_id):
+                _apply_fill(rows[order_id], fill.quantity, price)
+                changed.setdefault(order_id, set()).update(
+                    {"matched_quantity", "matched_notional", "remaining_quantity", "status"}
+                )
+        order.needs_match = False
+        fields = changed.setdefault(order.pk, set())
+        fields.add("needs_match")
+        if order.remaining_quantity > 0:
+            book.add(incoming)
+            if order.route_at is None:
+                order.route_at = now + timedelta(seconds=settings.MATCHING_WINDOW)
+                fields.add("route_at")
+
+    OrderMatch.objects.bulk_create(matches)
+    for order_id, fields in changed.items():
+        rows[order_id].save_changes(*sorted(fields))
+    # Resting orders that were only partly filled keep the plan they already have.
+    return [
+        RoutePlan(order_id=order.pk, instrument=isin, route_at=order.route_at)
+        for order in pending
+        if order.remaining_quantity > 0
+    ]
+
+
+def _book_order(order: Order, sequence: dict) -> BookOrder:
+    return BookOrder(
+        id=order.pk,
+        side=order.side,
+        price=order.limit_price,
+        remaining=order.remaining_quantity,
+        sequence=sequence[order.pk],
+    )
+
+
+def _apply_fill(order: Order, quantity: int, price: Decimal) -> None:
+    order.matched_quantity += quantity
+    order.matched_notional += price * quantity
+    order.remaining_quantity -= quantity
+    order.status = Order.Status.MATCHED if order.remaining_quantity == 0 else Order.Status.PARTIAL

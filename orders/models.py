@@ -1,0 +1,139 @@
+"""The order: what a client asked for and where it stands (SPEC §3-§4)."""
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Order(models.Model):
+    class Type(models.TextChoices):
+        MARKET = "market", "Market"
+        LIMIT = "limit", "Limit"
+
+    class Side(models.TextChoices):
+        BUY = "buy", "Buy"
+        SELL = "sell", "Sell"
+
+    class Status(models.TextChoices):
+        OPEN = "OPEN", "Open"
+        PARTIAL = "PARTIAL", "Partially matched"
+        MATCHED = "MATCHED", "Matched"
+        SUBMITTED = "SUBMITTED", "Submitted"
+        FAILED = "FAILED", "Failed"
+        CANCELLED = "CANCELLED", "Cancelled"
+
+    WORKING_STATUSES = (Status.OPEN, Status.PARTIAL)
+    TERMINAL_STATUSES = (Status.MATCHED, Status.SUBMITTED, Status.CANCELLED, Status.FAILED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders"
+    )
+    client_order_id = models.CharField(max_length=64, null=True, blank=True)
+    type = models.CharField(max_length=6, choices=Type.choices)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    instrument = models.CharField(max_length=12)
+    limit_price = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    quantity = models.PositiveIntegerField()
+    matched_quantity = models.PositiveIntegerField(default=0)
+    placed_quantity = models.PositiveIntegerField(default=0)
+    remaining_quantity = models.PositiveIntegerField()
+    # Sum of price * quantity over the order's matches: the average without a join.
+    matched_notional = models.DecimalField(max_digits=26, decimal_places=2, default=Decimal("0"))
+    status = models.CharField(max_length=9, choices=Status.choices, default=Status.OPEN)
+    failure_reason = models.TextField(blank=True, default="")
+
+    # Pipeline state (SPEC §4-§6); see docs/architecture.md.
+    needs_match = models.BooleanField(
+        default=True, help_text="Waiting for a matching pass as the incoming order."
+    )
+    in_flight = models.BooleanField(
+        default=False, help_text="An exchange call for the remainder is under way."
+    )
+    route_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the remainder is next due at the exchange."
+    )
+    placement_attempts = models.PositiveIntegerField(default=0)
+    first_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "client_order_id"], name="order_client_order_id_unique"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(type="market", limit_price__isnull=True)
+                | models.Q(type="limit", limit_price__gt=0),
+                name="order_limit_price_matches_type",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="order_owner_created"),
+            models.Index(fields=["owner", "status", "-created_at"], name="order_owner_status"),
+            models.Index(fields=["owner", "instrument", "-created_at"], name="order_owner_instr"),
+            models.Index(fields=["-created_at"], name="order_created"),
+            # The matching book and the pending queue of one instrument.
+            models.Index(fields=["instrument", "status", "needs_match"], name="order_book"),
+            # The sweeper: working orders by last progress.
+            models.Index(fields=["status", "updated_at"], name="order_sweep"),
+        ]
+
+    def __str__(self) -> str:
+        price = f" @ {self.limit_price}" if self.limit_price is not None else ""
+        return f"{self.side} {self.quantity} {self.instrument}{price} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL_STATUSES
+
+    @property
+    def average_match_price(self) -> Decimal | None:
+        if not self.matched_quantity:
+            return None
+        return (self.matched_notional / self.matched_quantity).quantize(Decimal("0.0001"))
+
+    def save_changes(self, *fields: str) -> None:
+        """Persist the named fields, stamping the progress clock.
+
+        Every state change of an order goes through here (STYLE: one place,
+        always ``update_fields``).
+        """
+        self.updated_at = timezone.now()
+        self.save(update_fields=[*fields, "updated_at"])
+
+
+class PlacementAttempt(models.Model):
+    """One call to the exchange for an order's remainder, and how it ended."""
+
+    class Outcome(models.TextChoices):
+        IN_FLIGHT = "in_flight", "In flight"
+        ACCEPTED = "accepted", "Accepted"
+        FAILED = "failed", "Failed (will retry)"
+        REJECTED = "rejected", "Rejected"
+        ABANDONED = "abandoned", "Abandoned (worker lost)"
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="placement_attempts_log")
+    number = models.PositiveIntegerField()
+    quantity = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=9, choices=Outcome.choices, default=Outcome.IN_FLIGHT)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["order", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "number"], name="placement_attempt_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} for {self.order_id}: {self.outcome}"

@@ -1,0 +1,45 @@
+import pytest
+from rest_framework.test import APIClient
+
+from orders.authentication import token_cache_clear
+from tests.factories import TokenFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _fresh_token_cache():
+    token_cache_clear()
+    yield
+    token_cache_clear()
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def api(user):
+    """An API client authenticated with the user's token."""
+    client = APIClient()
+    token = TokenFactory(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.user = user
+    return client
+
+
+@pytest.fixture
+def api_for(db):
+    """Build an API client for another user: ``api_for(user)``."""
+
+    def build(owner):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {TokenFactory(user=owner).key}")
+        client.user = owner
+        return client
+
+    return build
+
+
+@pytest.fixture
+def staff_api(api_for):
+    return api_for(UserFactory(username="clerk", is_staff=True))
