@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.utils.module_loading import import_string
 
 from exchange.models import ExchangeOrder
@@ -52,13 +52,14 @@ class SimulatedExchange:
         if order.remaining_quantity <= 0:
             raise OrderRejectedError(f"Order {order.id} rejected: quantity must be positive")
         try:
-            ExchangeOrder.objects.create(
-                order_id=order.id,
-                instrument=order.instrument,
-                side=order.side,
-                quantity=order.remaining_quantity,
-                limit_price=order.limit_price,
-            )
+            with transaction.atomic():
+                ExchangeOrder.objects.create(
+                    order_id=order.id,
+                    instrument=order.instrument,
+                    side=order.side,
+                    quantity=order.remaining_quantity,
+                    limit_price=order.limit_price,
+                )
         except IntegrityError:
             accepted = ExchangeOrder.objects.get(order_id=order.id)
             return Acknowledgement(order_id=order.id, quantity=accepted.quantity, duplicate=True)

@@ -18,6 +18,7 @@
 # Only the URL goes to stdout; all diagnostics go to stderr.
 
 set -euo pipefail
+shopt -s inherit_errexit 2>/dev/null || true
 
 PROG=$(basename "$0")
 SCRATCH_PREFIX=/tmp/orders-mysql-

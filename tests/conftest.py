@@ -43,3 +43,37 @@ def api_for(db):
 @pytest.fixture
 def staff_api(api_for):
     return api_for(UserFactory(username="clerk", is_staff=True))
+
+
+class CollectingDispatcher:
+    """Stands in for the placement dispatcher in tests that run inside one transaction.
+
+    The real dispatcher's threads use their own connections and could not see the
+    test's uncommitted rows; these tests run placements themselves from ``plans``.
+    Tests with ``transactional_db`` get the real dispatcher.
+    """
+
+    def __init__(self):
+        self.plans = []
+
+    def schedule(self, plans):
+        self.plans.extend(plans)
+
+    def take(self):
+        plans, self.plans = self.plans, []
+        return plans
+
+
+@pytest.fixture(autouse=True)
+def dispatcher(request, monkeypatch):
+    import os
+
+    from exchange import dispatcher as dispatcher_module
+
+    if "transactional_db" in request.fixturenames:
+        yield dispatcher_module.get_dispatcher()
+        return
+    collecting = CollectingDispatcher()
+    monkeypatch.setattr(dispatcher_module, "_dispatcher", collecting)
+    monkeypatch.setattr(dispatcher_module, "_dispatcher_pid", os.getpid())
+    yield collecting

@@ -44,3 +44,22 @@ class OrderFactory(factory.django.DjangoModelFactory):
 
     class Params:
         market = factory.Trait(type=Order.Type.MARKET, limit_price=None)
+
+
+class OrderMatchFactory(factory.django.DjangoModelFactory):
+    """One fill between a buy and a sell order of the same instrument.
+
+    It writes the match row only; tests that need the orders' quantities to agree
+    set ``matched_quantity`` and ``matched_notional`` on the orders themselves.
+    """
+
+    class Meta:
+        model = "matching.OrderMatch"
+
+    buy_order = factory.SubFactory(OrderFactory, side=Order.Side.BUY)
+    sell_order = factory.SubFactory(
+        OrderFactory, side=Order.Side.SELL, instrument=factory.SelfAttribute("..instrument")
+    )
+    instrument = VALID_ISINS[0]
+    quantity = 10
+    price = Decimal("10.00")

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `make run`: migrate, create the demo user and token, then run the web server and
+# the django-q2 cluster (whose workers host the simulated exchange) in the
+# foreground. Ctrl-C stops all of them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+PORT=${PORT:-8000}
+
+$PY manage.py migrate --noinput
+$PY manage.py collectstatic --noinput -v0
+$PY manage.py demo_setup --port "$PORT"
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo "stopping..." >&2
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+.venv/bin/gunicorn ordersite.wsgi --bind "127.0.0.1:$PORT" --workers "${WEB_CONCURRENCY:-2}" \
+  --access-logfile - --graceful-timeout 10 &
+pids+=($!)
+$PY manage.py qcluster &
+pids+=($!)
+
+# Whichever process ends first (or Ctrl-C) takes the others down with it.
+wait -n

@@ -1,0 +1,208 @@
+"""Placing remainders at the exchange: claim, call, record, retry, give up (SPEC §6)."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from exchange.gateway import OrderRejectedError, SimulatedExchange
+from exchange.models import ExchangeOrder
+from exchange.services import DEADLINE_REASON, placement_claim, placement_record_accepted, placement_run
+from matching.services import RoutePlan, instrument_match_pending
+from orders.models import Order, PlacementAttempt
+from tests.factories import OrderFactory
+from tests.pipeline_helpers import ScriptedExchange, assert_invariants
+
+pytestmark = pytest.mark.django_db
+
+ISIN = "US0378331005"
+
+
+def _resting(quantity=100, **kwargs):
+    """An order that went through its matching pass and is due at the exchange."""
+    order = OrderFactory(quantity=quantity, **kwargs)
+    instrument_match_pending(isin=order.instrument)
+    order.refresh_from_db()
+    return order
+
+
+def _plan(order, **kwargs):
+    return RoutePlan(order_id=order.pk, instrument=order.instrument, route_at=timezone.now(), **kwargs)
+
+
+def test_accepted_remainder_makes_the_order_submitted():
+    order = _resting(100)
+
+    assert placement_run(plan=_plan(order), exchange=ScriptedExchange()) == []
+
+    order.refresh_from_db()
+    assert (order.status, order.placed_quantity, order.remaining_quantity) == (Order.Status.SUBMITTED, 100, 0)
+    assert not order.in_flight
+    assert ExchangeOrder.objects.get().quantity == 100
+    attempt = PlacementAttempt.objects.get()
+    assert (attempt.number, attempt.outcome, attempt.quantity) == (1, "accepted", 100)
+    assert_invariants()
+
+
+def test_partly_matched_order_places_only_its_remainder():
+    sell = _resting(100, side="sell", limit_price=Decimal("10.00"))
+    OrderFactory(side="buy", quantity=30, limit_price=Decimal("10.00"))
+    instrument_match_pending(isin=ISIN)
+
+    placement_run(plan=_plan(sell), exchange=ScriptedExchange())
+
+    sell.refresh_from_db()
+    assert (sell.status, sell.matched_quantity, sell.placed_quantity) == (Order.Status.SUBMITTED, 30, 70)
+    assert ExchangeOrder.objects.get(order_id=sell.pk).quantity == 70
+    assert_invariants()
+
+
+def test_exchange_acknowledges_a_repeated_placement_without_placing_again():
+    order = _resting(100)
+    exchange = SimulatedExchange(latency=0, failure_rate=0)
+
+    first = exchange.place_order(order)
+    second = exchange.place_order(order)
+
+    assert (first.duplicate, second.duplicate) == (False, True)
+    assert ExchangeOrder.objects.filter(order_id=order.pk).count() == 1
+
+
+def test_transient_failure_puts_the_order_back_in_the_book_until_its_retry():
+    order = _resting(100)
+    before = timezone.now()
+
+    follow_up = placement_run(plan=_plan(order), exchange=ScriptedExchange(failures=1))
+
+    order.refresh_from_db()
+    assert order.status == Order.Status.OPEN
+    assert not order.in_flight and not order.needs_match  # re-matched already
+    assert order.route_at > before
+    assert "Connection not available" in order.last_error
+    assert [plan.order_id for plan in follow_up] == [order.pk]
+    assert PlacementAttempt.objects.get().outcome == "failed"
+    assert not ExchangeOrder.objects.exists()
+    assert_invariants()
+
+
+def test_retry_after_failure_places_the_order():
+    order = _resting(100)
+    exchange = ScriptedExchange(failures=2)
+    plans = [_plan(order)]
+    for _ in range(3):
+        placement_run(plan=plans[0], exchange=exchange)
+        order.refresh_from_db()
+        order.route_at = timezone.now()  # skip the backoff wait
+        order.save_changes("route_at")
+
+    assert order.status == Order.Status.SUBMITTED
+    assert order.placement_attempts == 3
+    assert list(PlacementAttempt.objects.values_list("outcome", flat=True)) == ["failed", "failed", "accepted"]
+    assert_invariants()
+
+
+def test_order_back_in_the_book_crosses_what_arrived_while_it_was_in_flight():
+    order = _resting(100, side="buy", limit_price=Decimal("10.00"))
+    claim = placement_claim(plan=_plan(order))
+    sell = OrderFactory(side="sell", quantity=40, limit_price=Decimal("9.00"))
+    instrument_match_pending(isin=ISIN)  # the buy is in flight: the sell rests
+    sell.refresh_from_db()
+    assert sell.status == Order.Status.OPEN
+
+    from exchange.services import placement_record_failure
+
+    assert placement_record_failure(claim=claim, error="Connection not available", permanent=False)
+    instrument_match_pending(isin=ISIN)
+
+    order.refresh_from_db()
+    sell.refresh_from_db()
+    assert (order.status, order.matched_quantity, order.remaining_quantity) == (Order.Status.PARTIAL, 40, 60)
+    assert sell.status == Order.Status.MATCHED
+    assert_invariants()
+
+
+def test_failure_after_the_deadline_fails_the_order_with_a_reason(settings):
+    settings.EXCHANGE_PLACEMENT_DEADLINE = 60
+    order = _resting(100)
+    order.first_attempt_at = timezone.now() - timedelta(seconds=61)
+    order.save_changes("first_attempt_at")
+
+    placement_run(plan=_plan(order), exchange=ScriptedExchange(failures=1))
+
+    order.refresh_from_db()
+    assert order.status == Order.Status.FAILED
+    assert order.remaining_quantity == 0
+    assert order.failure_reason.startswith(DEADLINE_REASON.split("{")[0])
+    assert "Connection not available" in order.failure_reason
+    assert_invariants()
+
+
+def test_permanent_rejection_fails_the_order_at_once():
+    order = _resting(100)
+
+    placement_run(plan=_plan(order), exchange=ScriptedExchange(failures=1, error=OrderRejectedError))
+
+    order.refresh_from_db()
+    assert order.status == Order.Status.FAILED
+    assert order.failure_reason.startswith("Rejected by the exchange")
+    assert PlacementAttempt.objects.get().outcome == "rejected"
+
+
+def test_order_not_due_yet_is_rescheduled_for_its_route_time(settings):
+    settings.MATCHING_WINDOW = 30
+    order = _resting(100)
+
+    (later,) = placement_run(plan=_plan(order), exchange=ScriptedExchange())
+
+    assert later.route_at == order.route_at
+    order.refresh_from_db()
+    assert not order.in_flight and order.placement_attempts == 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"status": Order.Status.CANCELLED, "remaining_quantity": 0},
+        {"in_flight": True},
+        {"needs_match": True},
+    ],
+)
+def test_nothing_is_placed_for_orders_out_of_the_book(change):
+    order = _resting(100)
+    for name, value in change.items():
+        setattr(order, name, value)
+    order.save_changes(*change)
+    exchange = ScriptedExchange()
+
+    assert placement_run(plan=_plan(order), exchange=exchange) == []
+    assert exchange.calls == 0
+
+
+def test_stale_outcome_of_an_abandoned_attempt_is_ignored():
+    order = _resting(100)
+    first = placement_claim(plan=_plan(order))
+    second = placement_claim(plan=_plan(order, recover=True))
+    assert (first.attempt, second.attempt) == (1, 2)
+
+    placement_record_accepted(claim=first, quantity=100)
+    order.refresh_from_db()
+    assert order.in_flight and order.status == Order.Status.OPEN
+
+    placement_record_accepted(claim=second, quantity=100)
+    order.refresh_from_db()
+    assert order.status == Order.Status.SUBMITTED
+    assert list(PlacementAttempt.objects.values_list("outcome", flat=True)) == ["abandoned", "accepted"]
+
+
+def test_call_lost_with_its_worker_is_resent_and_deduplicated_by_the_exchange():
+    order = _resting(100)
+    claim = placement_claim(plan=_plan(order))
+    SimulatedExchange(latency=0, failure_rate=0).place_order(claim.order)  # accepted, then the worker died
+
+    placement_run(plan=_plan(order, recover=True), exchange=ScriptedExchange())
+
+    order.refresh_from_db()
+    assert (order.status, order.placed_quantity) == (Order.Status.SUBMITTED, 100)
+    assert ExchangeOrder.objects.filter(order_id=order.pk).count() == 1
+    assert_invariants()
