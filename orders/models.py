@@ -66,6 +66,10 @@ class Order(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [
+            ("reprocess_order", "Can reprocess failed orders"),
+            ("cancel_order", "Can cancel orders"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["owner", "client_order_id"], name="order_client_order_id_unique"

@@ -45,9 +45,14 @@ class SweepReport:
         )
 
 
-def pipeline_sweep(*, now: datetime | None = None, dispatch: bool = True) -> SweepReport:
-    """Re-drive every working order that has made no progress for PIPELINE_STALL_TIMEOUT."""
-    now = now or timezone.now()
+def pipeline_sweep(*, now: datetime | None = None) -> SweepReport:
+    """Re-drive every working order that has made no progress for PIPELINE_STALL_TIMEOUT.
+
+    ``now`` only moves the staleness horizon (tests look into the future with it);
+    what is re-driven is due at once.
+    """
+    due = timezone.now()
+    now = now or due
     stalled_since = now - timedelta(seconds=settings.PIPELINE_STALL_TIMEOUT)
     # An exchange call takes EXCHANGE_LATENCY; only one far past that is lost.
     lost_since = now - timedelta(
@@ -65,24 +70,23 @@ def pipeline_sweep(*, now: datetime | None = None, dispatch: bool = True) -> Swe
         )
     )
     for isin in report.rematched_instruments:
-        plans.extend(instrument_match_pending(isin=isin, now=now))
+        plans.extend(instrument_match_pending(isin=isin))
 
     overdue = working.filter(
         needs_match=False, in_flight=False, remaining_quantity__gt=0, route_at__lt=stalled_since
     ).values_list("pk", "instrument")[:SWEEP_LIMIT]
     for order_id, isin in overdue:
-        plans.append(RoutePlan(order_id=order_id, instrument=isin, route_at=now))
+        plans.append(RoutePlan(order_id=order_id, instrument=isin, route_at=due))
         report.overdue += 1
 
     lost = working.filter(in_flight=True, last_attempt_at__lt=lost_since).values_list(
         "pk", "instrument"
     )[:SWEEP_LIMIT]
     for order_id, isin in lost:
-        plans.append(RoutePlan(order_id=order_id, instrument=isin, route_at=now, recover=True))
+        plans.append(RoutePlan(order_id=order_id, instrument=isin, route_at=due, recover=True))
         report.lost_in_flight += 1
 
-    if dispatch:
-        get_dispatcher().schedule(plans)
+    get_dispatcher().schedule(plans)
     if report.rematched_instruments or report.overdue or report.lost_in_flight:
         logger.warning("sweep: %s", report)
     return report

@@ -70,7 +70,9 @@ def dispatcher(request, monkeypatch):
 
     from exchange import dispatcher as dispatcher_module
 
-    if "transactional_db" in request.fixturenames:
+    marker = request.node.get_closest_marker("django_db")
+    transactional = marker is not None and marker.kwargs.get("transaction", False)
+    if transactional or "transactional_db" in request.fixturenames or "live_server" in request.fixturenames:
         yield dispatcher_module.get_dispatcher()
         return
     collecting = CollectingDispatcher()

@@ -5,6 +5,8 @@ from datetime import datetime
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_q.models import OrmQ
 
 from orders.errors import LIMIT_PRICE_PROHIBITED, LIMIT_PRICE_REQUIRED
@@ -33,7 +35,13 @@ REPRESENTATION_FIELDS = {
 
 
 def market(**overrides):
-    return {"type": "market", "side": "buy", "instrument": ISIN, "quantity": 10, **overrides}
+    return {
+        "type": "market",
+        "side": "buy",
+        "instrument": ISIN,
+        "quantity": 10,
+        **overrides,
+    }
 
 
 def limit(**overrides):
@@ -88,8 +96,8 @@ def test_market_order_is_created_with_the_full_representation(api):
     assert body["average_match_price"] is None
     assert body["status"] == "OPEN"
     assert body["failure_reason"] == ""
-    datetime.fromisoformat(body["created_at"].replace("Z", "+00:00"))
-    datetime.fromisoformat(body["updated_at"].replace("Z", "+00:00"))
+    datetime.fromisoformat(body["created_at"])
+    datetime.fromisoformat(body["updated_at"])
 
 
 def test_limit_order_is_created_with_its_price_as_a_decimal_string(api):
@@ -134,6 +142,32 @@ def test_new_order_queues_exactly_one_processing_task_for_itself(api):
     assert list(queued.args()) == [response.json()["id"]]
 
 
+def test_queue_row_is_written_inside_the_orders_transaction(api):
+    # Under the test's outer transaction the service's atomic block is a savepoint:
+    # both inserts must happen before it is released (the outbox of SPEC §4).
+    with CaptureQueriesContext(connection) as captured:
+        response = post_order(api, market())
+
+    assert response.status_code == 201
+    sql = [q["sql"].upper() for q in captured.captured_queries]
+    order_insert = next(
+        i for i, q in enumerate(sql) if "INSERT INTO `ORDERS_ORDER`" in q
+    )
+    queue_insert = next(
+        i for i, q in enumerate(sql) if "INSERT INTO `DJANGO_Q_ORMQ`" in q
+    )
+    opened = max(
+        i for i, q in enumerate(sql[:order_insert]) if q.startswith("SAVEPOINT")
+    )
+    released = next(
+        i
+        for i, q in enumerate(sql)
+        if i > queue_insert and q.startswith("RELEASE SAVEPOINT")
+    )
+    assert opened < order_insert < queue_insert < released
+    assert sql[released].split()[-1] == sql[opened].split()[-1]  # the same savepoint
+
+
 def test_instrument_is_upper_cased(api):
     response = post_order(api, market(instrument="us0378331005"))
 
@@ -150,7 +184,9 @@ def test_create_works_with_and_without_trailing_slash(api, path):
     assert Order.objects.count() == 1
 
 
-@pytest.mark.parametrize("isin", ["US0378331005", "US5949181045", "DE000BAY0017", "GB0002634946"])
+@pytest.mark.parametrize(
+    "isin", ["US0378331005", "US5949181045", "DE000BAY0017", "GB0002634946"]
+)
 def test_valid_isins_are_accepted(api, isin):
     response = post_order(api, market(instrument=isin))
 
@@ -199,7 +235,9 @@ def test_limit_order_without_limit_price_is_refused_with_the_spec_message(api):
 
 
 def test_limit_order_with_null_limit_price_is_refused_with_the_spec_message(api):
-    assert_rejected(post_order(api, limit(limit_price=None)), "limit_price", LIMIT_PRICE_REQUIRED)
+    assert_rejected(
+        post_order(api, limit(limit_price=None)), "limit_price", LIMIT_PRICE_REQUIRED
+    )
 
 
 @pytest.mark.parametrize("price", ["10.00", 10, "0.01"])
@@ -271,9 +309,13 @@ def test_boolean_limit_price_is_refused(api, price):
 
 
 def test_client_order_id_of_65_chars_is_refused(api):
-    assert_rejected(post_order(api, market(client_order_id="x" * 65)), "client_order_id")
+    assert_rejected(
+        post_order(api, market(client_order_id="x" * 65)), "client_order_id"
+    )
 
 
-@pytest.mark.parametrize("field", ["price", "owner", "status", "id", "matched_quantity"])
+@pytest.mark.parametrize(
+    "field", ["price", "owner", "status", "id", "matched_quantity"]
+)
 def test_unknown_field_is_refused(api, field):
     assert_rejected(post_order(api, market(**{field: "1"})), field)

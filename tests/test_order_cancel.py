@@ -1,0 +1,185 @@
+"""POST /orders/{id}/cancel: only an order resting in the book with no call in flight (SPEC §3)."""
+
+import pytest
+
+from orders.errors import OrderNotCancellable
+from orders.models import Order
+from tests.factories import OrderFactory, UserFactory
+
+
+def cancel(client, order, suffix=""):
+    return client.post(f"/orders/{order.id}/cancel{suffix}")
+
+
+def assert_unchanged(order):
+    before = (
+        order.status,
+        order.remaining_quantity,
+        order.matched_quantity,
+        order.placed_quantity,
+        order.updated_at,
+    )
+    order.refresh_from_db()
+    assert (
+        order.status,
+        order.remaining_quantity,
+        order.matched_quantity,
+        order.placed_quantity,
+        order.updated_at,
+    ) == before
+
+
+@pytest.mark.parametrize("suffix", ["", "/"])
+def test_cancelling_an_open_order_returns_it_cancelled(api, suffix):
+    order = OrderFactory(owner=api.user)
+
+    response = cancel(api, order, suffix)
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["id"] == str(order.id)
+    assert body["status"] == "CANCELLED"
+    assert body["remaining_quantity"] == 0
+    assert body["quantity"] == 100
+
+
+def test_cancelled_order_is_stored_out_of_the_book(api):
+    order = OrderFactory(owner=api.user, route_at=None)
+
+    cancel(api, order)
+
+    order.refresh_from_db()
+    assert order.status == Order.Status.CANCELLED
+    assert order.remaining_quantity == 0
+    assert order.needs_match is False
+    assert order.route_at is None
+    assert order.matched_quantity == order.placed_quantity == 0
+
+
+def test_cancel_shows_on_a_later_read(api):
+    order = OrderFactory(owner=api.user)
+    cancel(api, order)
+
+    body = api.get(f"/orders/{order.id}").json()
+
+    assert body["status"] == "CANCELLED"
+    assert body["remaining_quantity"] == 0
+
+
+def test_cancelling_a_partially_matched_order_keeps_what_was_matched(api):
+    order = OrderFactory(
+        owner=api.user,
+        status=Order.Status.PARTIAL,
+        matched_quantity=40,
+        remaining_quantity=60,
+    )
+
+    response = cancel(api, order)
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "CANCELLED"
+    assert body["matched_quantity"] == 40
+    assert body["remaining_quantity"] == 0
+
+
+def test_cancelling_twice_is_a_conflict(api):
+    order = OrderFactory(owner=api.user)
+    first = cancel(api, order)
+
+    second = cancel(api, order)
+
+    assert first.status_code == 200
+    assert second.status_code == 409
+    order.refresh_from_db()
+    assert second.json() == {"detail": str(OrderNotCancellable(order))}
+    assert order.status == Order.Status.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("status", "fields"),
+    [
+        (Order.Status.MATCHED, {"matched_quantity": 100, "remaining_quantity": 0}),
+        (Order.Status.SUBMITTED, {"placed_quantity": 100, "remaining_quantity": 0}),
+        (Order.Status.FAILED, {"remaining_quantity": 0, "failure_reason": "rejected"}),
+        (Order.Status.CANCELLED, {"remaining_quantity": 0}),
+    ],
+)
+def test_cancelling_a_finished_order_is_a_conflict_and_changes_nothing(
+    api, status, fields
+):
+    order = OrderFactory(owner=api.user, status=status, **fields)
+
+    response = cancel(api, order)
+
+    assert response.status_code == 409, response.content
+    assert response.json() == {"detail": str(OrderNotCancellable(order))}
+    assert status in response.json()["detail"]
+    assert_unchanged(order)
+
+
+@pytest.mark.parametrize("status", [Order.Status.OPEN, Order.Status.PARTIAL])
+def test_cancelling_an_order_with_an_exchange_call_in_flight_is_a_conflict(api, status):
+    order = OrderFactory(
+        owner=api.user, status=status, in_flight=True, needs_match=False
+    )
+
+    response = cancel(api, order)
+
+    assert response.status_code == 409, response.content
+    assert "with an exchange call in flight" in response.json()["detail"]
+    assert_unchanged(order)
+    assert order.in_flight is True
+
+
+def test_cancelling_another_clients_order_is_not_found(api):
+    theirs = OrderFactory(owner=UserFactory())
+
+    response = cancel(api, theirs)
+
+    assert response.status_code == 404
+    assert_unchanged(theirs)
+
+
+def test_staff_can_cancel_any_clients_order(staff_api):
+    order = OrderFactory(owner=UserFactory())
+
+    response = cancel(staff_api, order)
+
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "CANCELLED"
+    order.refresh_from_db()
+    assert order.status == Order.Status.CANCELLED
+
+
+def test_staff_cannot_cancel_a_finished_order_either(staff_api):
+    order = OrderFactory(
+        owner=UserFactory(),
+        status=Order.Status.SUBMITTED,
+        placed_quantity=100,
+        remaining_quantity=0,
+    )
+
+    response = cancel(staff_api, order)
+
+    assert response.status_code == 409
+    assert_unchanged(order)
+
+
+def test_cancel_ignores_a_request_body(api):
+    order = OrderFactory(owner=api.user)
+
+    response = api.post(f"/orders/{order.id}/cancel", {"status": "OPEN"}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "CANCELLED"
+
+
+def test_cancelling_one_order_leaves_the_others_alone(api):
+    order = OrderFactory(owner=api.user)
+    sibling = OrderFactory(owner=api.user)
+
+    cancel(api, order)
+
+    assert_unchanged(sibling)
+    assert sibling.status == Order.Status.OPEN

@@ -1,0 +1,116 @@
+"""The OpenAPI schema, the Swagger UI and the health check are public (SPEC §3)."""
+
+import pytest
+from rest_framework.test import APIClient
+
+
+@pytest.fixture
+def anonymous(db):
+    return APIClient()
+
+
+def schema(client):
+    response = client.get("/api/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_schema_is_an_openapi_3_document(anonymous):
+    document = schema(anonymous)
+
+    assert document["openapi"].startswith("3.")
+    assert document["info"]["title"]
+
+
+def test_schema_documents_the_orders_endpoints(anonymous):
+    paths = schema(anonymous)["paths"]
+
+    orders = next(p for p in paths if p.rstrip("/") == "/orders")
+    detail = next(p for p in paths if p.rstrip("/") == "/orders/{id}")
+    cancel = next(p for p in paths if p.rstrip("/") == "/orders/{id}/cancel")
+    assert {"get", "post"} <= set(paths[orders])
+    assert "get" in paths[detail]
+    assert "post" in paths[cancel]
+
+
+LIST_PARAMETERS = {
+    "status",
+    "side",
+    "type",
+    "instrument",
+    "created_after",
+    "created_before",
+    "client_order_id",
+    "cursor",
+    "page_size",
+}
+
+
+def list_parameters(document):
+    paths = document["paths"]
+    orders = next(p for p in paths if p.rstrip("/") == "/orders")
+    return {p["name"] for p in paths[orders]["get"]["parameters"]}
+
+
+def test_schema_documents_the_list_filters(api):
+    assert LIST_PARAMETERS <= list_parameters(schema(api))
+
+
+@pytest.mark.xfail(
+    reason="BUG: OrderViewSet.get_queryset() calls order_list(user=AnonymousUser) during "
+    "schema generation, which raises, so drf-spectacular drops every filter parameter "
+    "from the public schema",
+    strict=True,
+)
+def test_public_schema_documents_the_list_filters(anonymous):
+    assert LIST_PARAMETERS <= list_parameters(schema(anonymous))
+
+
+def test_schema_is_the_same_for_everyone(anonymous, api):
+    assert schema(anonymous)["paths"].keys() == schema(api)["paths"].keys()
+
+
+def test_schema_documents_the_order_representation(anonymous):
+    schemas = schema(anonymous)["components"]["schemas"]
+
+    properties = set(schemas["OrderOutput"]["properties"])
+
+    assert {
+        "id",
+        "client_order_id",
+        "created_at",
+        "updated_at",
+        "type",
+        "side",
+        "instrument",
+        "limit_price",
+        "quantity",
+        "matched_quantity",
+        "placed_quantity",
+        "remaining_quantity",
+        "average_match_price",
+        "status",
+        "failure_reason",
+    } <= properties
+
+
+def test_schema_is_served_as_yaml_by_default(anonymous):
+    response = anonymous.get("/api/schema")
+
+    assert response.status_code == 200
+    assert response.content.startswith(b"openapi: 3.")
+
+
+def test_swagger_ui_is_an_html_page(anonymous):
+    response = anonymous.get("/api/docs")
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    assert b"swagger" in response.content.lower()
+
+
+def test_healthz_answers_without_authentication(anonymous):
+    response = anonymous.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok"}
