@@ -149,10 +149,11 @@ def queue_depth() -> QueueDepth:
     """Tasks waiting in django-q2's queue: OrmQ rows for the ORM broker, the broker's count for Redis."""
     if "redis" in settings.Q_CLUSTER:
         from django_q.brokers import get_broker
+        from redis.exceptions import RedisError
 
         try:
             return QueueDepth("redis", get_broker().queue_size())
-        except Exception as exc:  # an unreachable broker must not take the admin down
+        except (RedisError, OSError) as exc:  # an unreachable broker must not take the admin down
             logger.warning("queue depth: Redis broker unavailable: %s", exc)
             return QueueDepth("redis", None, error=str(exc) or type(exc).__name__)
     from django_q.models import OrmQ

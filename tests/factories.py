@@ -63,3 +63,76 @@ class OrderMatchFactory(factory.django.DjangoModelFactory):
     instrument = VALID_ISINS[0]
     quantity = 10
     price = Decimal("10.00")
+
+
+# --- Back office (admin) -------------------------------------------------------------------
+
+
+def backoffice_group(name: str):
+    """The back-office group ``name`` as migration orders/0003 creates it.
+
+    Transactional tests flush the database, groups included; this puts them back.
+    """
+    import importlib
+
+    from django.apps import apps
+    from django.contrib.auth.models import Group
+
+    group = Group.objects.filter(name=name).first()
+    if group is None:
+        importlib.import_module("orders.migrations.0003_backoffice_groups").backoffice_groups_sync(apps)
+        group = Group.objects.get(name=name)
+    return group
+
+
+class StaffUserFactory(UserFactory):
+    username = factory.Sequence(lambda n: f"staff{n}")
+    is_staff = True
+
+
+class ClerkFactory(StaffUserFactory):
+    """A staff user in the "Back office clerk" group."""
+
+    class Meta:
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"clerk{n}")
+
+    @factory.post_generation
+    def backoffice_groups(self, create, extracted, **kwargs):
+        if create:
+            self.groups.add(backoffice_group(extracted or "Back office clerk"))
+
+
+class FailedOrderFactory(OrderFactory):
+    """An order whose routing gave up (SPEC §4): nothing working, a reason recorded."""
+
+    status = Order.Status.FAILED
+    remaining_quantity = 0
+    needs_match = False
+    failure_reason = "Exchange placement deadline passed: Connection not available"
+    last_error = "OrderPlacementError: Connection not available"
+
+
+class PlacementAttemptFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "orders.PlacementAttempt"
+
+    order = factory.SubFactory(OrderFactory)
+    number = factory.Sequence(lambda n: n + 1)
+    quantity = factory.LazyAttribute(lambda a: a.order.quantity)
+    outcome = "failed"
+    error = "OrderPlacementError: Connection not available"
+
+
+class ExchangeOrderFactory(factory.django.DjangoModelFactory):
+    """The exchange's ledger row for an order it accepted."""
+
+    class Meta:
+        model = "exchange.ExchangeOrder"
+
+    order_id = factory.LazyFunction(lambda: OrderFactory().pk)
+    instrument = VALID_ISINS[0]
+    side = Order.Side.BUY
+    quantity = 100
+    limit_price = Decimal("10.00")

@@ -41,16 +41,19 @@ def _ensure_permissions(apps, using):
             app_config = apps.get_app_config(label)
         except LookupError:
             continue
-        models_module = getattr(app_config, "models_module", None)
-        app_config.models_module = True
+        # Historical app configs have no models module, which create_permissions requires.
+        stub = not getattr(app_config, "models_module", None)
+        if stub:
+            app_config.models_module = True
         try:
             create_permissions(app_config, verbosity=0, using=using, apps=apps)
         finally:
-            app_config.models_module = models_module
+            if stub:
+                app_config.models_module = None
 
 
-def create_groups(apps, schema_editor):
-    using = schema_editor.connection.alias
+def backoffice_groups_sync(apps, using="default"):
+    """Create both groups, or reset their permissions to the lists above."""
     _ensure_permissions(apps, using)
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
@@ -69,22 +72,26 @@ def create_groups(apps, schema_editor):
         group.permissions.set(permissions)
 
 
+def create_groups(apps, schema_editor):
+    backoffice_groups_sync(apps, schema_editor.connection.alias)
+
+
 def delete_groups(apps, schema_editor):
     Group = apps.get_model("auth", "Group")
     Group.objects.using(schema_editor.connection.alias).filter(name__in=[CLERK_GROUP, ADMIN_GROUP]).delete()
 
 
 class Migration(migrations.Migration):
-    dependencies = [
+    dependencies = (
         ("orders", "0002_sweep_schedule"),
         ("matching", "0001_initial"),
         ("exchange", "0001_initial"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
         ("authtoken", "0004_alter_tokenproxy_options"),
-    ]
+    )
 
-    operations = [
+    operations = (
         migrations.AlterModelOptions(
             name="order",
             options={
@@ -96,4 +103,4 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.RunPython(create_groups, delete_groups),
-    ]
+    )

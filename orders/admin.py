@@ -1,0 +1,453 @@
+"""Back-office admin for orders (SPEC §7): read-only records, service-backed actions, order books.
+
+Nobody adds, edits or deletes an order through a form; the two actions call
+``order_reprocess`` and ``order_cancel`` and report per order what they did or why
+not. Lists stay fast on millions of rows: no full-table COUNT(*), indexed filters.
+"""
+
+import string
+import uuid
+
+from django.contrib import admin, messages
+from django.contrib.admin.filters import DateFieldListFilter
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import Q, QuerySet
+from django.http import Http404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+
+from exchange.models import ExchangeOrder
+from matching.models import Instrument, OrderMatch
+from orders.backoffice import order_book_for_instrument, order_book_instruments
+from orders.errors import OrderError
+from orders.isin import is_valid_isin
+from orders.models import Order, PlacementAttempt
+from orders.services import order_cancel, order_reprocess
+
+# How many per-order "skipped" messages one action shows before summarising the rest.
+ACTION_MESSAGE_LIMIT = 20
+INSTRUMENT_FILTER_LIMIT = 100
+
+STATUS_COLOURS = {
+    Order.Status.OPEN: "#1d4ed8",
+    Order.Status.PARTIAL: "#7c3aed",
+    Order.Status.MATCHED: "#15803d",
+    Order.Status.SUBMITTED: "#0f766e",
+    Order.Status.FAILED: "#b91c1c",
+    Order.Status.CANCELLED: "#6b7280",
+}
+BADGE_STYLE = (
+    "display:inline-block;padding:2px 8px;border-radius:10px;color:#fff;"
+    "font-size:11px;font-weight:600;letter-spacing:.02em;white-space:nowrap;background:{}"
+)
+
+
+# --- Shared by the orders, matching and exchange admins ---------------------------------
+
+
+class EstimatedCountPaginator(Paginator):
+    """A paginator that never runs COUNT(*) over a whole big MySQL table.
+
+    An unfiltered changelist of a large table takes InnoDB's row estimate from
+    information_schema; a filtered one (its WHERE served by an index) and a small
+    table are counted exactly. Page links past the real end show an empty page.
+    """
+
+    estimate_above = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        if not isinstance(queryset, QuerySet):
+            return len(queryset)
+        if not queryset.query.where:
+            estimate = table_rows_estimate(queryset)
+            if estimate is not None and estimate >= self.estimate_above:
+                return estimate
+        return queryset.count()
+
+
+def table_rows_estimate(queryset: QuerySet) -> int | None:
+    """The storage engine's row estimate for the queryset's table (MySQL/MariaDB only)."""
+    connection = connections[queryset.db]
+    if connection.vendor != "mysql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT TABLE_ROWS FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+            [queryset.model._meta.db_table],
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+class InstrumentListFilter(admin.SimpleListFilter):
+    """Instruments from the (small) Instrument table, not a SELECT DISTINCT over every row."""
+
+    title = "instrument"
+    parameter_name = "instrument"
+    field_name = "instrument"
+
+    def lookups(self, request, model_admin):
+        isins = list(Instrument.objects.order_by("isin").values_list("isin", flat=True)[:INSTRUMENT_FILTER_LIMIT])
+        selected = (self.value() or "").strip().upper()
+        if selected and selected not in isins:
+            isins.append(selected)  # beyond the limit, or typed into the URL: still applied and shown
+        return [(isin, isin) for isin in isins]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(**{self.field_name: self.value().strip().upper()})
+        return queryset
+
+
+class ReadOnlyAdminMixin:
+    """Records are viewable, never added, changed or deleted through admin forms."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class BackOfficeModelAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Read-only, and no query that counts or scans a whole big table."""
+
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # facet counts are one COUNT per filter choice
+    paginator = EstimatedCountPaginator
+    list_per_page = 100
+
+
+def parse_uuid(term: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(term.strip())
+    except ValueError:
+        return None
+
+
+def uuid_prefix(term: str) -> str | None:
+    """The first 8+ hex digits of a UUID as typed by a clerk, in the canonical hyphenated form.
+
+    Hyphenated, the prefix matches both a native UUID column (MariaDB >= 10.7 shows
+    hyphens) and a char(32) one (Django strips them from the pattern there).
+    """
+    digits = term.strip().replace("-", "").lower()
+    if not (8 <= len(digits) < 32 and all(char in string.hexdigits for char in digits)):
+        return None
+    groups, start = [], 0
+    for end in (8, 12, 16, 20, 32):
+        if start < len(digits):
+            groups.append(digits[start:end])
+        start = end
+    return "-".join(groups)
+
+
+def order_link(order_id, text=None) -> str:
+    url = reverse("admin:orders_order_change", args=[order_id])
+    return format_html('<a href="{}">{}</a>', url, text or order_id)
+
+
+def book_link(isin: str) -> str:
+    url = reverse("admin:orders_order_book", args=[isin])
+    return format_html('<a href="{}" title="Order book of {}">{}</a>', url, isin, isin)
+
+
+def status_badge(status: str, label: str | None = None) -> str:
+    colour = STATUS_COLOURS.get(status, "#374151")
+    return format_html(
+        '<span class="order-status order-status-{}" style="{}">{}</span>',
+        status.lower(),
+        BADGE_STYLE.format(colour),
+        label or status,
+    )
+
+
+# --- Order ---------------------------------------------------------------------------------
+
+
+class _ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = False
+
+
+class _MatchInline(_ReadOnlyInline):
+    model = OrderMatch
+    counterparty_field = ""
+    fields = ("match", "quantity", "price", "counterparty", "counterparty_client", "matched_at")
+    readonly_fields = fields
+    ordering = ("matched_at", "id")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related(f"{self.counterparty_field}__owner")
+
+    @admin.display(description="match")
+    def match(self, obj):
+        url = reverse("admin:matching_ordermatch_change", args=[obj.pk])
+        return format_html('<a href="{}">#{}</a>', url, obj.pk)
+
+    @admin.display(description="counterparty order")
+    def counterparty(self, obj):
+        return order_link(getattr(obj, f"{self.counterparty_field}_id"))
+
+    @admin.display(description="counterparty client")
+    def counterparty_client(self, obj):
+        return getattr(obj, self.counterparty_field).owner.get_username()
+
+
+class BuyMatchInline(_MatchInline):
+    fk_name = "buy_order"
+    counterparty_field = "sell_order"
+    verbose_name = "match"
+    verbose_name_plural = "matches (this order bought)"
+
+
+class SellMatchInline(_MatchInline):
+    fk_name = "sell_order"
+    counterparty_field = "buy_order"
+    verbose_name = "match"
+    verbose_name_plural = "matches (this order sold)"
+
+
+class PlacementAttemptInline(_ReadOnlyInline):
+    model = PlacementAttempt
+    fields = ("number", "quantity", "started_at", "finished_at", "outcome", "error")
+    readonly_fields = fields
+    ordering = ("number",)
+    verbose_name = "exchange placement attempt"
+    verbose_name_plural = "history: exchange placement attempts"
+
+
+@admin.register(Order)
+class OrderAdmin(BackOfficeModelAdmin):
+    list_display = (
+        "id",
+        "client",
+        "instrument_book",
+        "side",
+        "type",
+        "limit_price",
+        "quantity",
+        "matched_placed",
+        "status_badge",
+        "created_at",
+    )
+    list_display_links = ("id",)
+    list_filter = (
+        "status",
+        "side",
+        "type",
+        InstrumentListFilter,
+        ("created_at", DateFieldListFilter),
+    )
+    list_select_related = ("owner",)
+    # Sorting by an unindexed column of millions of rows would sort them all.
+    sortable_by = ("created_at", "status_badge", "quantity", "limit_price")
+    date_hierarchy = "created_at"
+    search_fields = ("client_order_id",)  # the real search is get_search_results
+    search_help_text = "Order id (full, or its first 8+ characters), client order id, or ISIN."
+    actions = ("reprocess_selected", "cancel_selected")
+    change_list_template = "admin/orders/order/change_list.html"
+    change_form_template = "admin/orders/order/change_form.html"
+
+    fieldsets = (
+        (
+            "Order",
+            {
+                "fields": (
+                    "id",
+                    "owner",
+                    "client_order_id",
+                    "instrument_book",
+                    "side",
+                    "type",
+                    "limit_price",
+                    "quantity",
+                )
+            },
+        ),
+        (
+            "Where it stands",
+            {
+                "fields": (
+                    "status_badge",
+                    "matched_quantity",
+                    "placed_quantity",
+                    "remaining_quantity",
+                    "average_match_price",
+                    "needs_match",
+                    "in_flight",
+                    "route_at",
+                )
+            },
+        ),
+        (
+            "Exchange placement",
+            {
+                "fields": (
+                    "exchange_placement",
+                    "placement_attempts",
+                    "first_attempt_at",
+                    "last_attempt_at",
+                    "last_error",
+                    "failure_reason",
+                )
+            },
+        ),
+        ("Timestamps", {"fields": ("created_at", "updated_at")}),
+    )
+    readonly_fields = tuple(name for _, options in fieldsets for name in options["fields"])
+
+    # -- list columns -----------------------------------------------------------------------
+
+    @admin.display(description="client", ordering=None)
+    def client(self, obj):
+        return obj.owner.get_username()
+
+    @admin.display(description="instrument")
+    def instrument_book(self, obj):
+        return book_link(obj.instrument)
+
+    @admin.display(description="matched / placed")
+    def matched_placed(self, obj):
+        return f"{obj.matched_quantity} / {obj.placed_quantity}"
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        badge = status_badge(obj.status, obj.get_status_display())
+        if obj.in_flight:
+            return format_html(
+                '{} <span style="{}" title="An exchange call is under way">in flight</span>',
+                badge,
+                BADGE_STYLE.format("#b45309"),
+            )
+        return badge
+
+    @admin.display(description="average match price")
+    def average_match_price(self, obj):
+        return obj.average_match_price
+
+    @admin.display(description="accepted by the exchange")
+    def exchange_placement(self, obj):
+        placement = ExchangeOrder.objects.filter(order_id=obj.pk).first()
+        if placement is None:
+            return "not placed at the exchange"
+        url = reverse("admin:exchange_exchangeorder_change", args=[placement.pk])
+        return format_html(
+            '<a href="{}">{} {} accepted at {}</a>',
+            url,
+            placement.quantity,
+            placement.instrument,
+            placement.accepted_at.isoformat(sep=" ", timespec="seconds"),
+        )
+
+    # -- search and inlines -----------------------------------------------------------------
+
+    def get_search_results(self, request, queryset, search_term):
+        """Exact, index-friendly search: an ISIN, an order id or its prefix, a client order id."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if is_valid_isin(term.upper()):
+            return queryset.filter(instrument=term.upper()), False
+        condition = Q(client_order_id=term)
+        if (order_id := parse_uuid(term)) is not None:
+            condition |= Q(pk=order_id)
+        elif (prefix := uuid_prefix(term)) is not None:
+            condition |= Q(id__startswith=prefix)
+        return queryset.filter(condition), False
+
+    def get_inlines(self, request, obj):
+        if obj is None:
+            return []
+        matches = BuyMatchInline if obj.side == Order.Side.BUY else SellMatchInline
+        return [matches, PlacementAttemptInline]
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def has_reprocess_permission(self, request):
+        return request.user.has_perm("orders.reprocess_order")
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("orders.cancel_order")
+
+    @admin.action(description="Reprocess selected failed orders", permissions=["reprocess"])
+    def reprocess_selected(self, request, queryset):
+        self._apply(request, queryset, order_reprocess, done="Reprocessed", what="back in the pipeline")
+
+    @admin.action(description="Cancel selected orders", permissions=["cancel"])
+    def cancel_selected(self, request, queryset):
+        self._apply(request, queryset, order_cancel, done="Cancelled", what="cancelled")
+
+    def _apply(self, request, queryset, service, *, done: str, what: str) -> None:
+        """Run ``service`` on each selected order; report what it did and, per order, why it did not."""
+        succeeded: list[Order] = []
+        skipped: list[str] = []
+        for order in queryset.order_by("created_at", "id"):
+            try:
+                succeeded.append(service(order=order))
+            except OrderError as exc:
+                skipped.append(str(exc))
+        if succeeded:
+            shown = ", ".join(str(order.pk) for order in succeeded[:ACTION_MESSAGE_LIMIT])
+            more = f" and {len(succeeded) - ACTION_MESSAGE_LIMIT} more" if len(succeeded) > ACTION_MESSAGE_LIMIT else ""
+            self.message_user(
+                request,
+                f"{done} {_orders(len(succeeded))}, now {what}: {shown}{more}.",
+                messages.SUCCESS,
+            )
+        if skipped:
+            self.message_user(
+                request,
+                f"Skipped {_orders(len(skipped))} of {len(succeeded) + len(skipped)} selected:",
+                messages.WARNING,
+            )
+            for reason in skipped[:ACTION_MESSAGE_LIMIT]:
+                self.message_user(request, f"Skipped: {reason}.", messages.WARNING)
+            if len(skipped) > ACTION_MESSAGE_LIMIT:
+                self.message_user(
+                    request, f"… and {len(skipped) - ACTION_MESSAGE_LIMIT} more skipped.", messages.WARNING
+                )
+
+    # -- order book pages -------------------------------------------------------------------
+
+    def get_urls(self):
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        custom = [
+            path("book/", self.admin_site.admin_view(self.book_index_view), name=f"{prefix}_book_index"),
+            path("book/<str:isin>/", self.admin_site.admin_view(self.book_view), name=f"{prefix}_book"),
+        ]
+        return custom + super().get_urls()
+
+    def _book_context(self, request, **extra):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return {**self.admin_site.each_context(request), "opts": self.opts, **extra}
+
+    def book_index_view(self, request):
+        context = self._book_context(request, title="Order books", instruments=order_book_instruments())
+        return TemplateResponse(request, "admin/orders/order/book_index.html", context)
+
+    def book_view(self, request, isin: str):
+        isin = isin.strip().upper()
+        if not is_valid_isin(isin):
+            raise Http404(f"{isin!r} is not an ISIN")
+        context = self._book_context(
+            request, title=f"Order book {isin}", book=order_book_for_instrument(isin=isin)
+        )
+        return TemplateResponse(request, "admin/orders/order/book.html", context)
+
+
+def _orders(count: int) -> str:
+    return f"{count} order" if count == 1 else f"{count} orders"
