@@ -26,6 +26,7 @@ run: $(VENV)/.runtime
 	@bash scripts/run.sh
 
 test: $(VENV)/.dev
+	@bash scripts/browser.sh ensure
 	@bash scripts/test.sh $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev

@@ -41,7 +41,7 @@ STATUS_COLOURS = {
     Order.Status.CANCELLED: "#6b7280",
 }
 BADGE_STYLE = (
-    "display:inline-block;padding:2px 8px;border-radius:10px;color:#fff;"
+    "display:inline-block;padding:2px 7px;border-radius:10px;color:#fff;"
     "font-size:11px;font-weight:600;letter-spacing:.02em;white-space:nowrap;background:{}"
 )
 
@@ -94,7 +94,9 @@ class InstrumentListFilter(admin.SimpleListFilter):
     field_name = "instrument"
 
     def lookups(self, request, model_admin):
-        isins = list(Instrument.objects.order_by("isin").values_list("isin", flat=True)[:INSTRUMENT_FILTER_LIMIT])
+        isins = list(
+            Instrument.objects.order_by("isin").values_list("isin", flat=True)[:INSTRUMENT_FILTER_LIMIT]
+        )
         selected = (self.value() or "").strip().upper()
         if selected and selected not in isins:
             isins.append(selected)  # beyond the limit, or typed into the URL: still applied and shown
@@ -232,7 +234,7 @@ class PlacementAttemptInline(_ReadOnlyInline):
 @admin.register(Order)
 class OrderAdmin(BackOfficeModelAdmin):
     list_display = (
-        "id",
+        "short_id",
         "client",
         "instrument_book",
         "side",
@@ -241,9 +243,9 @@ class OrderAdmin(BackOfficeModelAdmin):
         "quantity",
         "matched_placed",
         "status_badge",
-        "created_at",
+        "created",
     )
-    list_display_links = ("id",)
+    list_display_links = ("short_id",)
     list_filter = (
         "status",
         "side",
@@ -253,7 +255,7 @@ class OrderAdmin(BackOfficeModelAdmin):
     )
     list_select_related = ("owner",)
     # Sorting by an unindexed column of millions of rows would sort them all.
-    sortable_by = ("created_at", "status_badge", "quantity", "limit_price")
+    sortable_by = ("created", "status_badge", "quantity", "limit_price")
     date_hierarchy = "created_at"
     search_fields = ("client_order_id",)  # the real search is get_search_results
     search_help_text = "Order id (full, or its first 8+ characters), client order id, or ISIN."
@@ -311,7 +313,22 @@ class OrderAdmin(BackOfficeModelAdmin):
 
     # -- list columns -----------------------------------------------------------------------
 
-    @admin.display(description="client", ordering=None)
+    @admin.display(description="id")
+    def short_id(self, obj):
+        # The first 8 hex digits are what clerks quote and search by; hover shows the rest.
+        return format_html(
+            '<span title="{}" style="font-family:monospace">{}</span>', obj.pk, str(obj.pk)[:8]
+        )
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj):
+        return format_html(
+            '<span style="white-space:nowrap">{}<br>{}</span>',
+            obj.created_at.strftime("%Y-%m-%d"),
+            obj.created_at.strftime("%H:%M:%S"),
+        )
+
+    @admin.display(description="client")
     def client(self, obj):
         return obj.owner.get_username()
 
@@ -396,12 +413,20 @@ class OrderAdmin(BackOfficeModelAdmin):
         skipped: list[str] = []
         for order in queryset.order_by("created_at", "id"):
             try:
-                succeeded.append(service(order=order))
+                order = service(order=order)
             except OrderError as exc:
                 skipped.append(str(exc))
+                continue
+            succeeded.append(order)
+            # The order's admin history (and "Recent actions") keep who did it and when.
+            self.log_change(request, order, f"{done} via the admin action.")
         if succeeded:
             shown = ", ".join(str(order.pk) for order in succeeded[:ACTION_MESSAGE_LIMIT])
-            more = f" and {len(succeeded) - ACTION_MESSAGE_LIMIT} more" if len(succeeded) > ACTION_MESSAGE_LIMIT else ""
+            more = (
+                f" and {len(succeeded) - ACTION_MESSAGE_LIMIT} more"
+                if len(succeeded) > ACTION_MESSAGE_LIMIT
+                else ""
+            )
             self.message_user(
                 request,
                 f"{done} {_orders(len(succeeded))}, now {what}: {shown}{more}.",

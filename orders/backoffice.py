@@ -129,11 +129,15 @@ def order_book_instruments() -> list[InstrumentSummary]:
         summary = summaries.setdefault(row["instrument"], InstrumentSummary(row["instrument"]))
         if row["side"] == Order.Side.BUY:
             summary.bid_orders, summary.bid_quantity, summary.best_bid = (
-                row["orders"], row["quantity"], row["highest"]
+                row["orders"],
+                row["quantity"],
+                row["highest"],
             )
         else:
             summary.ask_orders, summary.ask_quantity, summary.best_ask = (
-                row["orders"], row["quantity"], row["lowest"]
+                row["orders"],
+                row["quantity"],
+                row["lowest"],
             )
     return [summaries[isin] for isin in sorted(summaries)]
 

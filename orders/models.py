@@ -29,9 +29,7 @@ class Order(models.Model):
     TERMINAL_STATUSES = (Status.MATCHED, Status.SUBMITTED, Status.CANCELLED, Status.FAILED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders"
-    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
     client_order_id = models.CharField(max_length=64, null=True, blank=True)
     type = models.CharField(max_length=6, choices=Type.choices)
     side = models.CharField(max_length=4, choices=Side.choices)
@@ -71,9 +69,7 @@ class Order(models.Model):
             ("cancel_order", "Can cancel orders"),
         ]
         constraints = [
-            models.UniqueConstraint(
-                fields=["owner", "client_order_id"], name="order_client_order_id_unique"
-            ),
+            models.UniqueConstraint(fields=["owner", "client_order_id"], name="order_client_order_id_unique"),
             models.CheckConstraint(
                 condition=models.Q(type="market", limit_price__isnull=True)
                 | models.Q(type="limit", limit_price__gt=0),
@@ -135,9 +131,7 @@ class PlacementAttempt(models.Model):
 
     class Meta:
         ordering = ["order", "number"]
-        constraints = [
-            models.UniqueConstraint(fields=["order", "number"], name="placement_attempt_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["order", "number"], name="placement_attempt_unique")]
 
     def __str__(self) -> str:
         return f"attempt {self.number} for {self.order_id}: {self.outcome}"
