@@ -48,7 +48,11 @@ class Processes:
     def start(self, name, argv, **env):
         logfile = open(Path(tempfile.gettempdir()) / f"orders-bench-{name}.log", "w")
         process = subprocess.Popen(
-            argv, cwd=ROOT, env={**self.env, **env}, stdout=logfile, stderr=subprocess.STDOUT,
+            argv,
+            cwd=ROOT,
+            env={**self.env, **env},
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.running.append(process)
@@ -62,13 +66,21 @@ class Processes:
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
+                pass
+            try:  # whatever is left of the group (workers, threads stuck in a call)
                 os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.running = []
 
 
 def manage(env, *args, capture=False):
     result = subprocess.run(
-        [PY, "manage.py", *args], cwd=ROOT, env=env, check=True, text=True,
+        [PY, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        text=True,
         capture_output=capture,
     )
     return result.stdout if capture else None
@@ -90,13 +102,20 @@ def wrk(url, token, seconds, connections, lua_body):
         script.write(lua_body.replace("__TOKEN__", token))
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url],
-        check=True, text=True, capture_output=True, timeout=seconds + 60,
+        check=True,
+        text=True,
+        capture_output=True,
+        timeout=seconds + 60,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     latency = {m.group(1): m.group(2) for m in re.finditer(r"^\s+(50|99)%\s+(\S+)", out, re.M)}
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": latency.get("50"), "p99": latency.get("99"),
-            "non2xx": int(bad.group(1)) if bad else 0}
+    return {
+        "rps": rps,
+        "p50": latency.get("50"),
+        "p99": latency.get("99"),
+        "non2xx": int(bad.group(1)) if bad else 0,
+    }
 
 
 FIXED_BODY_LUA = """
@@ -133,35 +152,79 @@ def db_query(env, code):
 
 def intake(base, token):
     """Issue 2: POST /orders against the bare DRF yardstick, no cluster running (intake only)."""
-    log(f"\n== POST /orders intake vs bare DRF ModelViewSet ({API_SECONDS}s each, "
-        f"{API_CONNECTIONS} connections, same gunicorn, same database)")
+    log(
+        f"\n== POST /orders intake vs bare DRF ModelViewSet ({API_SECONDS}s each, "
+        f"{API_CONNECTIONS} connections, same gunicorn, same database)"
+    )
     wrk(f"{base}/bench/bare-orders/", token, 3, API_CONNECTIONS, FIXED_BODY_LUA)  # warm-up
     wrk(f"{base}/orders", token, 3, API_CONNECTIONS, FIXED_BODY_LUA)
     bare = wrk(f"{base}/bench/bare-orders/", token, API_SECONDS, API_CONNECTIONS, FIXED_BODY_LUA)
     ours = wrk(f"{base}/orders", token, API_SECONDS, API_CONNECTIONS, FIXED_BODY_LUA)
-    log(f"bare DRF ModelViewSet : {bare['rps']:8.1f} req/s  p50 {bare['p50']}  p99 {bare['p99']}"
-        f"  non-2xx {bare['non2xx']}")
-    log(f"POST /orders          : {ours['rps']:8.1f} req/s  p50 {ours['p50']}  p99 {ours['p99']}"
-        f"  non-2xx {ours['non2xx']}")
+    log(
+        f"bare DRF ModelViewSet : {bare['rps']:8.1f} req/s  p50 {bare['p50']}  p99 {bare['p99']}"
+        f"  non-2xx {bare['non2xx']}"
+    )
+    log(
+        f"POST /orders          : {ours['rps']:8.1f} req/s  p50 {ours['p50']}  p99 {ours['p99']}"
+        f"  non-2xx {ours['non2xx']}"
+    )
     log(f"throughput ratio      : {ours['rps'] / bare['rps']:.2f}x  (target >= 0.80x)")
 
 
+def db_questions(env):
+    return db_query(
+        env,
+        (
+            "import json; from django.db import connection; c=connection.cursor();"
+            "c.execute(\"SHOW GLOBAL STATUS LIKE 'Questions'\"); print(json.dumps(int(c.fetchone()[1])))"
+        ),
+    )
+
+
 def main():
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings", "LOG_LEVEL": "WARNING",
-           "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost"}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+    }
     base = f"http://127.0.0.1:{PORT}"
-    log(f"bench: database {env['DATABASE_URL'].split('@')[-1]}, {os.cpu_count()} cores, "
-        f"{WEB_WORKERS} gunicorn workers")
+    log(
+        f"bench: database {env['DATABASE_URL'].split('@')[-1]}, {os.cpu_count()} cores, "
+        f"{WEB_WORKERS} gunicorn workers"
+    )
     manage(env, "migrate", "--noinput", "-v0")
-    token = manage(env, "shell", "-v0", "-c", (
-        "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token;"
-        "u,_=User.objects.get_or_create(username='bench'); print(Token.objects.get_or_create(user=u)[0].key)"
-    ), capture=True).strip().splitlines()[-1]
+    token = (
+        manage(
+            env,
+            "shell",
+            "-v0",
+            "-c",
+            (
+                "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token;"
+                "u,_=User.objects.get_or_create(username='bench'); print(Token.objects.get_or_create(user=u)[0].key)"
+            ),
+            capture=True,
+        )
+        .strip()
+        .splitlines()[-1]
+    )
 
     processes = Processes(env)
     try:
-        processes.start("web", [GUNICORN, "ordersite.wsgi", "--bind", f"127.0.0.1:{PORT}",
-                                "--workers", str(WEB_WORKERS), "--log-level", "warning"])
+        processes.start(
+            "web",
+            [
+                GUNICORN,
+                "ordersite.wsgi",
+                "--bind",
+                f"127.0.0.1:{PORT}",
+                "--workers",
+                str(WEB_WORKERS),
+                "--log-level",
+                "warning",
+            ],
+        )
         wait_http(f"{base}/healthz")
 
         if API_SECONDS <= 0:
@@ -170,68 +233,104 @@ def main():
             intake(base, token)
 
         # Start the pipeline on a clean slate.
-        manage(env, "shell", "-v0", "-c", (
-            "from django_q.models import OrmQ; from orders.models import Order;"
-            "from matching.models import OrderMatch; from exchange.models import ExchangeOrder;"
-            "from orders.models import PlacementAttempt; OrmQ.objects.all().delete();"
-            "OrderMatch.objects.all().delete(); PlacementAttempt.objects.all().delete();"
-            "Order.objects.all().delete(); ExchangeOrder.objects.all().delete()"
-        ))
+        manage(
+            env,
+            "shell",
+            "-v0",
+            "-c",
+            (
+                "from django_q.models import OrmQ; from orders.models import Order;"
+                "from matching.models import OrderMatch; from exchange.models import ExchangeOrder;"
+                "from orders.models import PlacementAttempt; OrmQ.objects.all().delete();"
+                "OrderMatch.objects.all().delete(); PlacementAttempt.objects.all().delete();"
+                "Order.objects.all().delete(); ExchangeOrder.objects.all().delete()"
+            ),
+        )
 
         # --- issue 3: orders settled end to end
         processes.start("cluster", [PY, "manage.py", "qcluster"])
         time.sleep(3)
         isins = [isin_with_check_digit(f"US{n:09d}") for n in range(1, INSTRUMENTS + 1)]
         lua = MIXED_ORDERS_LUA % ", ".join(f'"{isin}"' for isin in isins)
-        log(f"\n== End to end: {E2E_SECONDS}s of mixed market/limit orders on {INSTRUMENTS} instruments, "
+        log(
+            f"\n== End to end: {E2E_SECONDS}s of mixed market/limit orders on {INSTRUMENTS} instruments, "
             f"exchange latency {env.get('EXCHANGE_LATENCY', '0.5')}s, failure rate "
-            f"{env.get('EXCHANGE_FAILURE_RATE', '0.1')}, matching window {env.get('MATCHING_WINDOW', '0.5')}s")
+            f"{env.get('EXCHANGE_FAILURE_RATE', '0.1')}, matching window {env.get('MATCHING_WINDOW', '0.5')}s"
+        )
+        questions_before = db_questions(env)
         load = wrk(f"{base}/orders", token, E2E_SECONDS, E2E_CONNECTIONS, lua)
-        log(f"POST under load       : {load['rps']:8.1f} req/s  p50 {load['p50']}  p99 {load['p99']}"
-            f"  non-2xx {load['non2xx']}")
+        log(
+            f"POST under load       : {load['rps']:8.1f} req/s  p50 {load['p50']}  p99 {load['p99']}"
+            f"  non-2xx {load['non2xx']}"
+        )
         deadline = time.monotonic() + SETTLE_TIMEOUT
         while time.monotonic() < deadline:
-            working = db_query(env, (
-                "import json; from orders.models import Order;"
-                "print(json.dumps(Order.objects.filter(status__in=Order.WORKING_STATUSES).count()))"))
+            working = db_query(
+                env,
+                (
+                    "import json; from orders.models import Order;"
+                    "print(json.dumps(Order.objects.filter(status__in=Order.WORKING_STATUSES).count()))"
+                ),
+            )
             if working == 0:
                 break
             time.sleep(1)
-        stats = db_query(env, (
-            "import json; from django.db.models import Count, Min, Max; from orders.models import Order;"
-            "from exchange.models import ExchangeOrder;"
-            "a=Order.objects.aggregate(n=Count('pk'), first=Min('created_at'), last=Max('updated_at'));"
-            "s=dict(Order.objects.values_list('status').annotate(c=Count('pk')));"
-            "print(json.dumps({'n': a['n'], 'seconds': (a['last']-a['first']).total_seconds(),"
-            " 'statuses': s, 'ledger': ExchangeOrder.objects.count()}))"))
+        stats = db_query(
+            env,
+            (
+                "import json; from django.db.models import Count, Min, Max; from orders.models import Order;"
+                "from exchange.models import ExchangeOrder;"
+                "a=Order.objects.aggregate(n=Count('pk'), first=Min('created_at'), last=Max('updated_at'));"
+                "s=dict(Order.objects.values_list('status').annotate(c=Count('pk')));"
+                "print(json.dumps({'n': a['n'], 'seconds': (a['last']-a['first']).total_seconds(),"
+                " 'statuses': s, 'ledger': ExchangeOrder.objects.count()}))"
+            ),
+        )
+        questions = db_questions(env) - questions_before
         log(f"orders accepted       : {stats['n']}  by status {stats['statuses']}")
-        log(f"settled end to end    : {stats['n'] / stats['seconds']:8.1f} orders/s "
-            f"({stats['n']} orders, first POST to last settlement {stats['seconds']:.1f}s; target >= 150)")
+        log(f"database statements   : {questions / stats['n']:.1f} per order (server-wide)")
+        log(
+            f"settled end to end    : {stats['n'] / stats['seconds']:8.1f} orders/s "
+            f"({stats['n']} orders, first POST to last settlement {stats['seconds']:.1f}s; target >= 150)"
+        )
 
         # Lone order on a quiet system: POST to SUBMITTED.
         lone = []
         for n in range(5):
             isin = isin_with_check_digit(f"XS{n:09d}")
-            body = json.dumps({"type": "limit", "side": "buy", "instrument": isin,
-                               "limit_price": "1.00", "quantity": 1}).encode()
-            request = urllib.request.Request(f"{base}/orders", data=body, method="POST", headers={
-                "Content-Type": "application/json", "Authorization": f"Token {token}"})
+            body = json.dumps(
+                {"type": "limit", "side": "buy", "instrument": isin, "limit_price": "1.00", "quantity": 1}
+            ).encode()
+            request = urllib.request.Request(
+                f"{base}/orders",
+                data=body,
+                method="POST",
+                headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+            )
             started = time.monotonic()
             order = json.load(urllib.request.urlopen(request, timeout=10))
             while True:
-                poll = urllib.request.Request(f"{base}/orders/{order['id']}",
-                                              headers={"Authorization": f"Token {token}"})
+                poll = urllib.request.Request(
+                    f"{base}/orders/{order['id']}", headers={"Authorization": f"Token {token}"}
+                )
                 status = json.load(urllib.request.urlopen(poll, timeout=10))["status"]
                 if status not in ("OPEN", "PARTIAL") or time.monotonic() - started > 60:
                     break
                 time.sleep(0.01)
             lone.append((time.monotonic() - started, status))
         times = sorted(t for t, _ in lone)
-        log(f"lone order to terminal: median {times[len(times) // 2]:.2f}s "
-            f"(runs: {', '.join(f'{t:.2f}s {s}' for t, s in lone)})")
+        log(
+            f"lone order to terminal: median {times[len(times) // 2]:.2f}s "
+            f"(runs: {', '.join(f'{t:.2f}s {s}' for t, s in lone)})"
+        )
 
-        check = subprocess.run([PY, "manage.py", "check_invariants", "--limit", "20"], cwd=ROOT, env=env,
-                               text=True, capture_output=True)
+        check = subprocess.run(
+            [PY, "manage.py", "check_invariants", "--limit", "20"],
+            cwd=ROOT,
+            env=env,
+            text=True,
+            capture_output=True,
+        )
         log(f"check_invariants      : {'clean' if check.returncode == 0 else 'VIOLATIONS'}")
         for line in (check.stdout + check.stderr).strip().splitlines():
             log(f"  {line}")

@@ -9,10 +9,11 @@ same order is acknowledged and not placed again.
 
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils.module_loading import import_string
 
 from exchange.models import ExchangeOrder
@@ -52,7 +53,9 @@ class SimulatedExchange:
         if order.remaining_quantity <= 0:
             raise OrderRejectedError(f"Order {order.id} rejected: quantity must be positive")
         try:
-            with transaction.atomic():
+            # A savepoint only when called inside a transaction: on its own the
+            # INSERT is atomic and a duplicate needs no rollback.
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
                 ExchangeOrder.objects.create(
                     order_id=order.id,
                     instrument=order.instrument,

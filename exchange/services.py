@@ -1,9 +1,9 @@
 """Placing an order's remainder at the exchange: claim, call, record (SPEC §6).
 
-A claim takes the order out of the internal book (``in_flight``) under the
-instrument lock, so matching and cancel never touch an order the exchange may be
-accepting. The outcome is recorded only by the attempt that holds the claim;
-anything older is stale and ignored.
+A claim takes the order out of the internal book (``in_flight``), so matching
+and cancel never touch an order the exchange may be accepting. Claims and
+outcomes are compare-and-set UPDATEs: an outcome is recorded only by the attempt
+that holds the claim; anything older is stale and matches no row.
 """
 
 import logging
@@ -12,20 +12,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db.models import DateTimeField, F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from exchange.gateway import ExchangeError, OrderRejectedError, get_exchange
-from matching.locks import instrument_lock
 from matching.services import RoutePlan, instrument_match_pending
 from orders.models import Order, PlacementAttempt
+from ordersite.db import retry_on_deadlock
 
 logger = logging.getLogger("exchange.placement")
 
 REJECTED_REASON = "Rejected by the exchange: {error}"
 DEADLINE_REASON = (
-    "Exchange placement still failing after {attempts} attempts over {deadline:g}s; "
-    "last error: {error}"
+    "Exchange placement still failing after {attempts} attempts over {deadline:g}s; last error: {error}"
 )
 
 
@@ -57,92 +57,124 @@ def placement_run(*, plan: RoutePlan, exchange=None) -> list[RoutePlan]:
     return []
 
 
+@retry_on_deadlock
 def placement_claim(*, plan: RoutePlan, now: datetime | None = None) -> Claim | RoutePlan | None:
     """Take a due order out of the book for one exchange call.
 
     Returns the claim; a later plan when the order is not due yet; or None when
     there is nothing to place (terminal, cancelled, matched, in flight elsewhere,
     or waiting for its matching pass, which schedules it again).
+
+    The claim is one compare-and-set UPDATE: it succeeds only if the order is
+    still resting, and matching reads the book with row locks, so an order is
+    either crossed internally or sent to the exchange, never both.
     """
-    with transaction.atomic():
-        instrument_lock(plan.instrument)
-        now = now or timezone.now()
-        order = Order.objects.select_for_update().filter(pk=plan.order_id).first()
-        if order is None or order.status not in Order.WORKING_STATUSES:
-            return None
-        if order.needs_match or order.remaining_quantity == 0:
-            return None
-        if order.in_flight != plan.recover:
-            return None
-        if plan.recover:
-            PlacementAttempt.objects.filter(
-                order=order, number=order.placement_attempts, outcome=PlacementAttempt.Outcome.IN_FLIGHT
-            ).update(outcome=PlacementAttempt.Outcome.ABANDONED, finished_at=now)
-        elif order.route_at is not None and order.route_at > now:
+    now = now or timezone.now()
+    resting = Order.objects.filter(
+        pk=plan.order_id,
+        status__in=Order.WORKING_STATUSES,
+        needs_match=False,
+        remaining_quantity__gt=0,
+        in_flight=plan.recover,
+    )
+    if not plan.recover:
+        resting = resting.filter(Q(route_at__isnull=True) | Q(route_at__lte=now))
+    claimed = resting.update(
+        in_flight=True,
+        placement_attempts=F("placement_attempts") + 1,
+        last_attempt_at=now,
+        first_attempt_at=Coalesce("first_attempt_at", Value(now, output_field=DateTimeField())),
+        updated_at=now,
+    )
+    order = Order.objects.filter(pk=plan.order_id).first()
+    if not claimed:
+        if order is not None and _rests_until_later(order, now):
             return RoutePlan(order_id=order.pk, instrument=order.instrument, route_at=order.route_at)
-        order.in_flight = True
-        order.placement_attempts += 1
-        order.last_attempt_at = now
-        order.first_attempt_at = order.first_attempt_at or now
-        order.save_changes("in_flight", "placement_attempts", "last_attempt_at", "first_attempt_at")
-        PlacementAttempt.objects.create(
-            order=order, number=order.placement_attempts, quantity=order.remaining_quantity, started_at=now
-        )
-        return Claim(order=order, attempt=order.placement_attempts)
+        return None
+    if plan.recover:
+        _finish_attempt(order.pk, order.placement_attempts - 1, PlacementAttempt.Outcome.ABANDONED, now)
+    PlacementAttempt.objects.create(
+        order=order, number=order.placement_attempts, quantity=order.remaining_quantity, started_at=now
+    )
+    return Claim(order=order, attempt=order.placement_attempts)
 
 
+def _rests_until_later(order: Order, now: datetime) -> bool:
+    return (
+        order.status in Order.WORKING_STATUSES
+        and not order.in_flight
+        and not order.needs_match
+        and order.remaining_quantity > 0
+        and order.route_at is not None
+        and order.route_at > now
+    )
+
+
+def _holding_claim(claim: Claim):
+    """The order, only while this attempt still holds its claim (a stale outcome matches nothing)."""
+    return Order.objects.filter(pk=claim.order.pk, in_flight=True, placement_attempts=claim.attempt)
+
+
+@retry_on_deadlock
 def placement_record_accepted(*, claim: Claim, quantity: int) -> None:
     """The exchange took the remainder: the order is SUBMITTED."""
-    with transaction.atomic():
-        now = timezone.now()
-        order = Order.objects.select_for_update().get(pk=claim.order.pk)
-        _finish_attempt(claim, PlacementAttempt.Outcome.ACCEPTED, now)
-        if not _holds_claim(order, claim):
-            return
-        if quantity != order.remaining_quantity:
-            logger.error(
-                "order %s: exchange acknowledged %s, remainder is %s",
-                order.pk, quantity, order.remaining_quantity,
-            )
-        order.placed_quantity += order.remaining_quantity
-        order.remaining_quantity = 0
-        order.status = Order.Status.SUBMITTED
-        order.in_flight = False
-        order.route_at = None
-        order.save_changes("placed_quantity", "remaining_quantity", "status", "in_flight", "route_at")
-    logger.info("order %s: submitted %s at the exchange", order.pk, order.placed_quantity)
+    now = timezone.now()
+    _finish_attempt(claim.order.pk, claim.attempt, PlacementAttempt.Outcome.ACCEPTED, now)
+    if quantity != claim.order.remaining_quantity:
+        logger.error(
+            "order %s: exchange acknowledged %s, remainder is %s",
+            claim.order.pk,
+            quantity,
+            claim.order.remaining_quantity,
+        )
+    # While in flight nothing else changes the order's quantities, so the claim's
+    # remainder is still the order's remainder.
+    updated = _holding_claim(claim).update(
+        placed_quantity=F("placed_quantity") + F("remaining_quantity"),
+        remaining_quantity=0,
+        status=Order.Status.SUBMITTED,
+        in_flight=False,
+        route_at=None,
+        updated_at=now,
+    )
+    if updated:
+        logger.info("order %s: submitted %s at the exchange", claim.order.pk, claim.order.remaining_quantity)
+    else:
+        logger.warning("order %s: stale acceptance of attempt %s ignored", claim.order.pk, claim.attempt)
 
 
+@retry_on_deadlock
 def placement_record_failure(*, claim: Claim, error: str, permanent: bool) -> bool:
     """Record a failed call. Returns True when the order went back to the book for a retry."""
+    now = timezone.now()
     outcome = PlacementAttempt.Outcome.REJECTED if permanent else PlacementAttempt.Outcome.FAILED
-    with transaction.atomic():
-        now = timezone.now()
-        order = Order.objects.select_for_update().get(pk=claim.order.pk)
-        _finish_attempt(claim, outcome, now, error)
-        if not _holds_claim(order, claim):
-            return False
-        order.in_flight = False
-        order.last_error = error
-        deadline = settings.EXCHANGE_PLACEMENT_DEADLINE
-        if permanent or (now - order.first_attempt_at).total_seconds() >= deadline:
-            reason = REJECTED_REASON if permanent else DEADLINE_REASON
-            order.failure_reason = reason.format(
-                error=error, attempts=order.placement_attempts, deadline=deadline
-            )
-            order.status = Order.Status.FAILED
-            order.remaining_quantity = 0
-            order.route_at = None
-            order.save_changes(
-                "in_flight", "last_error", "failure_reason", "status", "remaining_quantity", "route_at"
-            )
-            logger.warning("order %s: FAILED: %s", order.pk, order.failure_reason)
-            return False
-        order.needs_match = True
-        order.route_at = now + timedelta(seconds=retry_delay(order.placement_attempts))
-        order.save_changes("in_flight", "last_error", "needs_match", "route_at")
-    logger.info("order %s: attempt %s failed (%s), retry at %s", order.pk, claim.attempt, error, order.route_at)
-    return True
+    _finish_attempt(claim.order.pk, claim.attempt, outcome, now, error)
+    deadline = settings.EXCHANGE_PLACEMENT_DEADLINE
+    first_attempt_at = claim.order.first_attempt_at or now
+    if permanent or (now - first_attempt_at).total_seconds() >= deadline:
+        reason = REJECTED_REASON if permanent else DEADLINE_REASON
+        failure_reason = reason.format(error=error, attempts=claim.attempt, deadline=deadline)
+        failed = _holding_claim(claim).update(
+            status=Order.Status.FAILED,
+            failure_reason=failure_reason,
+            last_error=error,
+            remaining_quantity=0,
+            in_flight=False,
+            route_at=None,
+            updated_at=now,
+        )
+        if failed:
+            logger.warning("order %s: FAILED: %s", claim.order.pk, failure_reason)
+        return False
+    retry_at = now + timedelta(seconds=retry_delay(claim.attempt))
+    returned = _holding_claim(claim).update(
+        in_flight=False, needs_match=True, route_at=retry_at, last_error=error, updated_at=now
+    )
+    if returned:
+        logger.info(
+            "order %s: attempt %s failed (%s), retry at %s", claim.order.pk, claim.attempt, error, retry_at
+        )
+    return bool(returned)
 
 
 def retry_delay(attempt: int) -> float:
@@ -151,14 +183,7 @@ def retry_delay(attempt: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def _holds_claim(order: Order, claim: Claim) -> bool:
-    if order.in_flight and order.placement_attempts == claim.attempt:
-        return True
-    logger.warning("order %s: stale outcome of attempt %s ignored", order.pk, claim.attempt)
-    return False
-
-
-def _finish_attempt(claim: Claim, outcome: str, now: datetime, error: str = "") -> None:
+def _finish_attempt(order_id, number: int, outcome: str, now: datetime, error: str = "") -> None:
     PlacementAttempt.objects.filter(
-        order_id=claim.order.pk, number=claim.attempt, outcome=PlacementAttempt.Outcome.IN_FLIGHT
+        order_id=order_id, number=number, outcome=PlacementAttempt.Outcome.IN_FLIGHT
     ).update(outcome=outcome, finished_at=now, error=error)

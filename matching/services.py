@@ -11,12 +11,14 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from matching.engine import BookOrder, OrderBook
 from matching.locks import instrument_ensure, instrument_lock
 from matching.models import OrderMatch
 from orders.models import Order
+from ordersite.db import retry_on_deadlock
 
 # Upper bound on the incoming orders one pass takes; the rest wait for the next pass.
 MATCH_BATCH_SIZE = 500
@@ -33,17 +35,38 @@ class RoutePlan:
     recover: bool = False
 
 
+@retry_on_deadlock
 def instrument_match_pending(*, isin: str, now: datetime | None = None) -> list[RoutePlan]:
     """Run one matching pass over ``isin``; return the orders it left resting, with due times."""
+    in_book_or_pending = Order.objects.filter(instrument=isin, status__in=Order.WORKING_STATUSES).filter(
+        Q(needs_match=True) | Q(in_flight=False, remaining_quantity__gt=0)
+    )
+    if not in_book_or_pending.filter(needs_match=True).exists():
+        return []  # an earlier pass took this order with its batch
     instrument_ensure(isin)
     with transaction.atomic():
         instrument_lock(isin)
         now = now or timezone.now()
-        working = Order.objects.filter(instrument=isin, status__in=Order.WORKING_STATUSES)
-        pending = list(working.filter(needs_match=True).order_by("created_at", "id")[:MATCH_BATCH_SIZE])
+        # Lock the rows by primary key, in key order: single-row compare-and-set
+        # updates (claim, cancel, outcomes) lock the same key first, so the two
+        # never wait on each other in opposite orders. A locking read returns the
+        # latest version, so an order claimed or cancelled meanwhile is seen as such.
+        ids = list(in_book_or_pending.values_list("pk", flat=True))
+        rows = [
+            order
+            for order in Order.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+            if order.status in Order.WORKING_STATUSES
+        ]
+        pending = sorted(
+            (order for order in rows if order.needs_match), key=lambda o: (o.created_at, str(o.pk))
+        )[:MATCH_BATCH_SIZE]
         if not pending:
             return []
-        resting = list(working.filter(needs_match=False, in_flight=False, remaining_quantity__gt=0))
+        resting = [
+            order
+            for order in rows
+            if not order.needs_match and not order.in_flight and order.remaining_quantity > 0
+        ]
         return _match(isin, pending, resting, now)
 
 

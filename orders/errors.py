@@ -3,9 +3,7 @@
 LIMIT_PRICE_REQUIRED = "Attribute `limit_price` is required for type `limit`"
 LIMIT_PRICE_PROHIBITED = "Providing a `limit_price` is prohibited for type `market`"
 INTERNAL_ERROR = "Internal server error while placing the order"
-CLIENT_ORDER_ID_CONFLICT = (
-    "An order with this `client_order_id` already exists with a different payload"
-)
+CLIENT_ORDER_ID_CONFLICT = "An order with this `client_order_id` already exists with a different payload"
 NOT_CANCELLABLE = (
     "Order {order_id} cannot be cancelled: it is {status}{detail}; only orders resting "
     "in the internal book with no exchange call in flight can be cancelled"
@@ -29,9 +27,7 @@ class ClientOrderIdConflict(OrderError):
 class OrderNotCancellable(OrderError):
     def __init__(self, order):
         detail = " with an exchange call in flight" if order.in_flight else ""
-        super().__init__(
-            NOT_CANCELLABLE.format(order_id=order.id, status=order.status, detail=detail)
-        )
+        super().__init__(NOT_CANCELLABLE.format(order_id=order.id, status=order.status, detail=detail))
 
 
 class OrderNotReprocessable(OrderError):

@@ -37,7 +37,8 @@ def _quantities(limit):
 
 def _statuses(limit):
     rules = {
-        "OPEN with matches or placements": Q(status=S.OPEN) & (Q(matched_quantity__gt=0) | Q(placed_quantity__gt=0)),
+        "OPEN with matches or placements": Q(status=S.OPEN)
+        & (Q(matched_quantity__gt=0) | Q(placed_quantity__gt=0)),
         "PARTIAL without matches": Q(status=S.PARTIAL) & Q(matched_quantity=0),
         "MATCHED but not fully matched": Q(status=S.MATCHED) & ~Q(matched_quantity=F("quantity")),
         "SUBMITTED without a placement": Q(status=S.SUBMITTED) & Q(placed_quantity=0),
@@ -45,7 +46,10 @@ def _statuses(limit):
     }
     out = []
     for label, condition in rules.items():
-        out += [f"order {pk}: {label}" for pk in Order.objects.filter(condition).values_list("pk", flat=True)[:limit]]
+        out += [
+            f"order {pk}: {label}"
+            for pk in Order.objects.filter(condition).values_list("pk", flat=True)[:limit]
+        ]
     return out
 
 
@@ -58,7 +62,9 @@ def _match_sums(limit):
             .exclude(total=F("matched_quantity"))
             .values_list("pk", "total", "matched_quantity")
         )
-        out += [f"order {pk}: matches sum to {total}, matched_quantity is {m}" for pk, total, m in bad[:limit]]
+        out += [
+            f"order {pk}: matches sum to {total}, matched_quantity is {m}" for pk, total, m in bad[:limit]
+        ]
     return out
 
 
@@ -76,7 +82,10 @@ def _match_sides(limit):
 
 def _ledger(limit):
     out = []
-    placed = {pk: qty for pk, qty in Order.objects.filter(placed_quantity__gt=0).values_list("pk", "placed_quantity")}
+    placed = {
+        pk: qty
+        for pk, qty in Order.objects.filter(placed_quantity__gt=0).values_list("pk", "placed_quantity")
+    }
     ledger = dict(ExchangeOrder.objects.values_list("order_id", "quantity"))
     for pk, qty in placed.items():
         if pk not in ledger:

@@ -55,9 +55,7 @@ def pipeline_sweep(*, now: datetime | None = None) -> SweepReport:
     now = now or due
     stalled_since = now - timedelta(seconds=settings.PIPELINE_STALL_TIMEOUT)
     # An exchange call takes EXCHANGE_LATENCY; only one far past that is lost.
-    lost_since = now - timedelta(
-        seconds=max(settings.PIPELINE_STALL_TIMEOUT, 4 * settings.EXCHANGE_LATENCY)
-    )
+    lost_since = now - timedelta(seconds=max(settings.PIPELINE_STALL_TIMEOUT, 4 * settings.EXCHANGE_LATENCY))
     working = Order.objects.filter(status__in=Order.WORKING_STATUSES)
     report = SweepReport()
     plans: list[RoutePlan] = []
@@ -79,9 +77,9 @@ def pipeline_sweep(*, now: datetime | None = None) -> SweepReport:
         plans.append(RoutePlan(order_id=order_id, instrument=isin, route_at=due))
         report.overdue += 1
 
-    lost = working.filter(in_flight=True, last_attempt_at__lt=lost_since).values_list(
-        "pk", "instrument"
-    )[:SWEEP_LIMIT]
+    lost = working.filter(in_flight=True, last_attempt_at__lt=lost_since).values_list("pk", "instrument")[
+        :SWEEP_LIMIT
+    ]
     for order_id, isin in lost:
         plans.append(RoutePlan(order_id=order_id, instrument=isin, route_at=due, recover=True))
         report.lost_in_flight += 1

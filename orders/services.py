@@ -3,10 +3,11 @@
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from matching.locks import instrument_ensure, instrument_lock
 from orders.errors import ClientOrderIdConflict, OrderNotCancellable, OrderNotReprocessable
 from orders.models import Order
+from ordersite.db import retry_on_deadlock
 
 
 def order_create(
@@ -57,21 +58,23 @@ def _same_payload(existing: Order, new: Order) -> bool:
     return all(getattr(existing, name) == getattr(new, name) for name in fields)
 
 
+@retry_on_deadlock
 def order_cancel(*, order: Order) -> Order:
-    """Cancel an order resting in the internal book with no exchange call in flight."""
-    if order.is_terminal:
+    """Cancel an order resting in the internal book with no exchange call in flight.
+
+    One compare-and-set UPDATE: it waits for a matching pass holding the row and
+    then sees its outcome, and it cannot overtake a claim for the exchange.
+    """
+    cancelled = Order.objects.filter(pk=order.pk, status__in=Order.WORKING_STATUSES, in_flight=False).update(
+        status=Order.Status.CANCELLED,
+        remaining_quantity=0,
+        needs_match=False,
+        route_at=None,
+        updated_at=timezone.now(),
+    )
+    order.refresh_from_db()
+    if not cancelled:
         raise OrderNotCancellable(order)
-    instrument_ensure(order.instrument)
-    with transaction.atomic():
-        instrument_lock(order.instrument)
-        order = Order.objects.select_for_update().get(pk=order.pk)
-        if order.is_terminal or order.in_flight:
-            raise OrderNotCancellable(order)
-        order.status = Order.Status.CANCELLED
-        order.remaining_quantity = 0
-        order.needs_match = False
-        order.route_at = None
-        order.save_changes("status", "remaining_quantity", "needs_match", "route_at")
     return order
 
 

@@ -196,9 +196,7 @@ WRONG_TYPES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("field", "value"), WRONG_TYPES, ids=[f"{f}={v!r}" for f, v in WRONG_TYPES]
-)
+@pytest.mark.parametrize(("field", "value"), WRONG_TYPES, ids=[f"{f}={v!r}" for f, v in WRONG_TYPES])
 def test_field_of_the_wrong_type_is_refused(api, field, value):
     response = api.post("/orders", {**VALID, field: value}, format="json")
 
@@ -247,9 +245,7 @@ def test_several_bad_fields_are_all_reported(api):
     )
 
     assert response.status_code == 400
-    assert {"type", "side", "instrument", "quantity", "limit_price"} <= set(
-        response.json()
-    )
+    assert {"type", "side", "instrument", "quantity", "limit_price"} <= set(response.json())
     assert_nothing_stored()
 
 
@@ -372,9 +368,7 @@ REQUESTS = [
 def test_unauthenticated_requests_are_401(db, who, method, path):
     client = CLIENTS[who]()
 
-    response = getattr(client, method)(
-        path, VALID if method == "post" else None, format="json"
-    )
+    response = getattr(client, method)(path, VALID if method == "post" else None, format="json")
 
     assert response.status_code == 401, response.content
     assert response["WWW-Authenticate"] == "Token"
@@ -404,9 +398,7 @@ def test_other_verbs_are_405_and_change_nothing(api, method, target):
         "cancel": f"/orders/{order.id}/cancel",
     }[target]
 
-    response = getattr(api, method)(
-        path, {"status": "CANCELLED", "quantity": 1}, format="json"
-    )
+    response = getattr(api, method)(path, {"status": "CANCELLED", "quantity": 1}, format="json")
 
     assert response.status_code == 405, response.content
     assert "detail" in response.json()

@@ -22,7 +22,9 @@ def _order(side, quantity, price=None, *, seconds=0, **kwargs):
     created = timezone.now() - timedelta(seconds=100 - seconds)
     if price is None:
         return OrderFactory(side=side, quantity=quantity, market=True, created_at=created, **kwargs)
-    return OrderFactory(side=side, quantity=quantity, limit_price=Decimal(price), created_at=created, **kwargs)
+    return OrderFactory(
+        side=side, quantity=quantity, limit_price=Decimal(price), created_at=created, **kwargs
+    )
 
 
 def _refresh(*orders):
@@ -116,8 +118,12 @@ def test_order_left_over_rests_for_the_matching_window(settings):
 
 
 def test_cancelled_failed_and_in_flight_orders_are_not_in_the_book():
-    _order("sell", 10, "10.00", seconds=1, status=Order.Status.CANCELLED, remaining_quantity=0, needs_match=False)
-    _order("sell", 10, "10.00", seconds=2, status=Order.Status.FAILED, remaining_quantity=0, needs_match=False)
+    _order(
+        "sell", 10, "10.00", seconds=1, status=Order.Status.CANCELLED, remaining_quantity=0, needs_match=False
+    )
+    _order(
+        "sell", 10, "10.00", seconds=2, status=Order.Status.FAILED, remaining_quantity=0, needs_match=False
+    )
     _order("sell", 10, "10.00", seconds=3, in_flight=True, needs_match=False)
     buy = _order("buy", 10, "10.00", seconds=4)
 

@@ -105,9 +105,7 @@ def test_cancelling_twice_is_a_conflict(api):
         (Order.Status.CANCELLED, {"remaining_quantity": 0}),
     ],
 )
-def test_cancelling_a_finished_order_is_a_conflict_and_changes_nothing(
-    api, status, fields
-):
+def test_cancelling_a_finished_order_is_a_conflict_and_changes_nothing(api, status, fields):
     order = OrderFactory(owner=api.user, status=status, **fields)
 
     response = cancel(api, order)
@@ -120,9 +118,7 @@ def test_cancelling_a_finished_order_is_a_conflict_and_changes_nothing(
 
 @pytest.mark.parametrize("status", [Order.Status.OPEN, Order.Status.PARTIAL])
 def test_cancelling_an_order_with_an_exchange_call_in_flight_is_a_conflict(api, status):
-    order = OrderFactory(
-        owner=api.user, status=status, in_flight=True, needs_match=False
-    )
+    order = OrderFactory(owner=api.user, status=status, in_flight=True, needs_match=False)
 
     response = cancel(api, order)
 

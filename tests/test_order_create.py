@@ -150,20 +150,10 @@ def test_queue_row_is_written_inside_the_orders_transaction(api):
 
     assert response.status_code == 201
     sql = [q["sql"].upper() for q in captured.captured_queries]
-    order_insert = next(
-        i for i, q in enumerate(sql) if "INSERT INTO `ORDERS_ORDER`" in q
-    )
-    queue_insert = next(
-        i for i, q in enumerate(sql) if "INSERT INTO `DJANGO_Q_ORMQ`" in q
-    )
-    opened = max(
-        i for i, q in enumerate(sql[:order_insert]) if q.startswith("SAVEPOINT")
-    )
-    released = next(
-        i
-        for i, q in enumerate(sql)
-        if i > queue_insert and q.startswith("RELEASE SAVEPOINT")
-    )
+    order_insert = next(i for i, q in enumerate(sql) if "INSERT INTO `ORDERS_ORDER`" in q)
+    queue_insert = next(i for i, q in enumerate(sql) if "INSERT INTO `DJANGO_Q_ORMQ`" in q)
+    opened = max(i for i, q in enumerate(sql[:order_insert]) if q.startswith("SAVEPOINT"))
+    released = next(i for i, q in enumerate(sql) if i > queue_insert and q.startswith("RELEASE SAVEPOINT"))
     assert opened < order_insert < queue_insert < released
     assert sql[released].split()[-1] == sql[opened].split()[-1]  # the same savepoint
 
@@ -184,9 +174,7 @@ def test_create_works_with_and_without_trailing_slash(api, path):
     assert Order.objects.count() == 1
 
 
-@pytest.mark.parametrize(
-    "isin", ["US0378331005", "US5949181045", "DE000BAY0017", "GB0002634946"]
-)
+@pytest.mark.parametrize("isin", ["US0378331005", "US5949181045", "DE000BAY0017", "GB0002634946"])
 def test_valid_isins_are_accepted(api, isin):
     response = post_order(api, market(instrument=isin))
 
@@ -235,9 +223,7 @@ def test_limit_order_without_limit_price_is_refused_with_the_spec_message(api):
 
 
 def test_limit_order_with_null_limit_price_is_refused_with_the_spec_message(api):
-    assert_rejected(
-        post_order(api, limit(limit_price=None)), "limit_price", LIMIT_PRICE_REQUIRED
-    )
+    assert_rejected(post_order(api, limit(limit_price=None)), "limit_price", LIMIT_PRICE_REQUIRED)
 
 
 @pytest.mark.parametrize("price", ["10.00", 10, "0.01"])
@@ -309,13 +295,9 @@ def test_boolean_limit_price_is_refused(api, price):
 
 
 def test_client_order_id_of_65_chars_is_refused(api):
-    assert_rejected(
-        post_order(api, market(client_order_id="x" * 65)), "client_order_id"
-    )
+    assert_rejected(post_order(api, market(client_order_id="x" * 65)), "client_order_id")
 
 
-@pytest.mark.parametrize(
-    "field", ["price", "owner", "status", "id", "matched_quantity"]
-)
+@pytest.mark.parametrize("field", ["price", "owner", "status", "id", "matched_quantity"])
 def test_unknown_field_is_refused(api, field):
     assert_rejected(post_order(api, market(**{field: "1"})), field)

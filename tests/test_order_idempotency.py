@@ -87,9 +87,7 @@ def test_replay_of_a_market_order_returns_the_same_order(api):
     ],
     ids=["side", "quantity", "limit_price", "instrument", "type"],
 )
-def test_replay_with_a_different_payload_is_a_conflict_and_stores_nothing_new(
-    api, changed
-):
+def test_replay_with_a_different_payload_is_a_conflict_and_stores_nothing_new(api, changed):
     first = api.post("/orders", limit(), format="json")
     response = api.post("/orders", limit(**changed), format="json")
 
@@ -150,12 +148,8 @@ def test_different_client_order_ids_make_different_orders(api):
     "(utf8mb4_general_ci), so 'Order-A' replays 'order-a' instead of making a new order",
     strict=True,
 )
-@pytest.mark.parametrize(
-    ("first_id", "second_id"), [("order-a", "ORDER-A"), ("cafe", "café")]
-)
-def test_client_order_ids_differing_only_in_case_or_accents_are_different_keys(
-    api, first_id, second_id
-):
+@pytest.mark.parametrize(("first_id", "second_id"), [("order-a", "ORDER-A"), ("cafe", "café")])
+def test_client_order_ids_differing_only_in_case_or_accents_are_different_keys(api, first_id, second_id):
     first = api.post("/orders", limit(client_order_id=first_id), format="json")
     second = api.post("/orders", limit(client_order_id=second_id), format="json")
 

@@ -55,9 +55,7 @@ def assert_nothing_stored():
 
 @pytest.mark.parametrize("exc", FAILURES, ids=FAILURE_IDS)
 @pytest.mark.parametrize("client_order_id", [None, "retry-me"])
-def test_failing_insert_is_500_with_the_fixed_body(
-    quiet_api, monkeypatch, exc, client_order_id
-):
+def test_failing_insert_is_500_with_the_fixed_body(quiet_api, monkeypatch, exc, client_order_id):
     monkeypatch.setattr("orders.services.Order.save", raiser(exc))
     payload = {**PAYLOAD, "client_order_id": client_order_id}
 
@@ -120,16 +118,10 @@ def test_failure_is_logged_for_on_call(quiet_api, monkeypatch, caplog):
 
 def test_the_api_works_again_after_a_failure(quiet_api, monkeypatch):
     with monkeypatch.context() as patch:
-        patch.setattr(
-            "orders.signals.enqueue_order_processing", raiser(OperationalError("down"))
-        )
-        failed = quiet_api.post(
-            "/orders", {**PAYLOAD, "client_order_id": "k1"}, format="json"
-        )
+        patch.setattr("orders.signals.enqueue_order_processing", raiser(OperationalError("down")))
+        failed = quiet_api.post("/orders", {**PAYLOAD, "client_order_id": "k1"}, format="json")
 
-    retried = quiet_api.post(
-        "/orders", {**PAYLOAD, "client_order_id": "k1"}, format="json"
-    )
+    retried = quiet_api.post("/orders", {**PAYLOAD, "client_order_id": "k1"}, format="json")
 
     assert failed.status_code == 500
     assert retried.status_code == 201, retried.content
@@ -137,9 +129,7 @@ def test_the_api_works_again_after_a_failure(quiet_api, monkeypatch):
     assert OrmQ.objects.count() == 1
 
 
-def test_failure_outside_drf_exception_handling_has_the_same_body(
-    quiet_api, monkeypatch
-):
+def test_failure_outside_drf_exception_handling_has_the_same_body(quiet_api, monkeypatch):
     # initialize_request runs before DRF's try/except: Django's handler500 answers.
     monkeypatch.setattr(
         "orders.api.views.OrderViewSet.initialize_request",

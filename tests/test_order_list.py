@@ -197,9 +197,7 @@ def test_filters_do_not_widen_a_clients_view(api):
 def book(api):
     """A spread of the caller's orders, one per distinguishing attribute."""
     return {
-        "open_buy": order_at(
-            1, owner=api.user, status=Order.Status.OPEN, client_order_id="ob"
-        ),
+        "open_buy": order_at(1, owner=api.user, status=Order.Status.OPEN, client_order_id="ob"),
         "partial_sell": order_at(
             2,
             owner=api.user,
@@ -300,9 +298,7 @@ def test_created_filters_accept_a_utc_z_suffix(api, book):
 
 
 def test_filtered_list_paginates_within_the_filter(api):
-    wanted = [
-        order_at(i, owner=api.user, side=Order.Side.SELL) for i in range(0, 10, 2)
-    ]
+    wanted = [order_at(i, owner=api.user, side=Order.Side.SELL) for i in range(0, 10, 2)]
     for i in range(1, 10, 2):
         order_at(i, owner=api.user)
 
@@ -366,9 +362,7 @@ def test_filter_date_outside_the_representable_range_is_400(api, params):
 # --- query count ----------------------------------------------------------
 
 
-def test_list_query_count_does_not_grow_with_the_number_of_orders(
-    api, django_assert_max_num_queries
-):
+def test_list_query_count_does_not_grow_with_the_number_of_orders(api, django_assert_max_num_queries):
     order_at(0, owner=api.user)
     api.get("/orders")  # warm the token cache so both requests do the same work
     with CaptureQueriesContext(connection) as one_order:
@@ -383,9 +377,7 @@ def test_list_query_count_does_not_grow_with_the_number_of_orders(
     assert len(ids(response)) == 30
 
 
-def test_list_of_30_orders_takes_at_most_two_queries(
-    api, django_assert_max_num_queries
-):
+def test_list_of_30_orders_takes_at_most_two_queries(api, django_assert_max_num_queries):
     for i in range(30):
         order_at(i, owner=api.user)
 

@@ -192,14 +192,10 @@ def test_failed_order_shows_its_failure_reason(api):
     assert body["remaining_quantity"] == 0
 
 
-def test_retrieve_query_count_does_not_grow_with_matches(
-    api, matched_buy, django_assert_max_num_queries
-):
+def test_retrieve_query_count_does_not_grow_with_matches(api, matched_buy, django_assert_max_num_queries):
     buy, sells, _ = matched_buy
     for _ in range(10):
-        OrderMatchFactory(
-            buy_order=buy, sell_order=sells[0], quantity=1, price=Decimal("10.00")
-        )
+        OrderMatchFactory(buy_order=buy, sell_order=sells[0], quantity=1, price=Decimal("10.00"))
     api.get(f"/orders/{buy.id}")  # warm the token cache
 
     # The order and its matches.

@@ -130,7 +130,7 @@ def _settle(timeout):
             return
         time.sleep(1)
         async_task(SWEEP_TASK)
-    pytest.fail("orders still working after %ss" % timeout)
+    pytest.fail(f"orders still working after {timeout}s")
 
 
 def test_worker_cluster_killed_mid_run_loses_nothing(api, cluster_factory):

@@ -98,7 +98,11 @@ def test_retry_after_failure_places_the_order():
 
     assert order.status == Order.Status.SUBMITTED
     assert order.placement_attempts == 3
-    assert list(PlacementAttempt.objects.values_list("outcome", flat=True)) == ["failed", "failed", "accepted"]
+    assert list(PlacementAttempt.objects.values_list("outcome", flat=True)) == [
+        "failed",
+        "failed",
+        "accepted",
+    ]
     assert_invariants()
 
 

@@ -32,9 +32,7 @@ class OrderCursorPagination(CursorPagination):
     max_page_size = 200
 
 
-class OrderViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
-):
+class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     filterset_class = OrderFilter
     pagination_class = OrderCursorPagination
     lookup_value_regex = UUID_PATTERN
@@ -74,5 +72,3 @@ class OrderViewSet(
         except OrderNotCancellable as exc:
             raise Conflict(str(exc)) from exc
         return Response(OrderOutputSerializer(order).data)
-
-

@@ -27,7 +27,10 @@ class Command(BaseCommand):
             user.save(update_fields=["password"])
         token, _ = Token.objects.get_or_create(user=user)
         base = f"http://127.0.0.1:{port}"
-        self.stdout.write(f"Demo staff user: {username}" + (f" / password: {password}" if password else " (password unchanged)"))
+        self.stdout.write(
+            f"Demo staff user: {username}"
+            + (f" / password: {password}" if password else " (password unchanged)")
+        )
         self.stdout.write(f"Admin:    {base}/admin/")
         self.stdout.write(f"API docs: {base}/api/docs")
         self.stdout.write(f"API token: {token.key}")
@@ -35,6 +38,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  curl -s -X POST {base}/orders -H 'Authorization: Token {token.key}' "
             "-H 'Content-Type: application/json' "
-            "-d '{\"type\": \"limit\", \"side\": \"buy\", \"instrument\": \"US0378331005\", "
-            "\"limit_price\": \"189.50\", \"quantity\": 100}'"
+            '-d \'{"type": "limit", "side": "buy", "instrument": "US0378331005", '
+            '"limit_price": "189.50", "quantity": 100}\''
         )
