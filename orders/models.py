@@ -30,6 +30,9 @@ class Order(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
+    # Binary collation on MySQL/MariaDB (migration 0004): idempotency keys are exact,
+    # so "order-a" and "ORDER-A" are two keys. An AlterField here resets the column to
+    # the table's case-insensitive collation: re-apply 0004's ALTER after one.
     client_order_id = models.CharField(max_length=64, null=True, blank=True)
     type = models.CharField(max_length=6, choices=Type.choices)
     side = models.CharField(max_length=4, choices=Side.choices)
@@ -81,6 +84,9 @@ class Order(models.Model):
             models.Index(fields=["owner", "status", "-created_at"], name="order_owner_status"),
             models.Index(fields=["owner", "instrument", "-created_at"], name="order_owner_instr"),
             models.Index(fields=["-created_at"], name="order_created"),
+            # Admin search and staff's client_order_id filter span every owner; the
+            # unique (owner, client_order_id) index leads with owner, so it cannot serve them.
+            models.Index(fields=["client_order_id"], name="order_client_order_id"),
             # The matching book and the pending queue of one instrument.
             models.Index(fields=["instrument", "status", "needs_match"], name="order_book"),
             # The sweeper: working orders by last progress.

@@ -205,11 +205,6 @@ def test_field_of_the_wrong_type_is_refused(api, field, value):
     assert_nothing_stored()
 
 
-@pytest.mark.xfail(
-    reason="BUG: client_order_id is a DRF CharField, which coerces JSON numbers to strings "
-    "(42 -> '42', 1.5 -> '1.5') instead of refusing a non-string idempotency key",
-    strict=True,
-)
 @pytest.mark.parametrize("value", [42, 1.5], ids=["int", "float"])
 def test_numeric_client_order_id_is_refused(api, value):
     response = api.post("/orders", {**VALID, "client_order_id": value}, format="json")
@@ -218,11 +213,6 @@ def test_numeric_client_order_id_is_refused(api, value):
     assert_nothing_stored()
 
 
-@pytest.mark.xfail(
-    reason="BUG: InstrumentField upper-cases before matching ISIN_PATTERN, so non-ASCII "
-    "letters whose upper case is ASCII ('ſ'->'S', 'ı'->'I') pass as ISIN letters",
-    strict=True,
-)
 @pytest.mark.parametrize("isin", ["uſ0378331005", "ıe00B4L5Y983"])
 def test_non_ascii_letters_are_not_isin_letters(api, isin):
     response = api.post("/orders", {**VALID, "instrument": isin}, format="json")
@@ -434,17 +424,54 @@ def test_unknown_path_is_404_json(api):
     assert response.json() == {"detail": "Not found."}
 
 
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.parametrize(
+    ("path", "accept"),
+    [
+        ("/no-such-page", None),
+        ("/no-such-page", "*/*"),
+        ("/no-such-page", "application/json"),
+        (f"/orders/{UNKNOWN_ID}/explode", BROWSER_ACCEPT),
+    ],
+    ids=["no-accept", "any", "json", "browser-under-orders"],
+)
+def test_unknown_path_is_404_json_for_api_clients_and_always_under_orders(client, path, accept):
+    headers = {"Accept": accept} if accept else {}
+
+    response = client.get(path, headers=headers)
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json() == {"detail": "Not found."}
+
+
+@pytest.mark.parametrize(
+    ("path", "accept"),
+    [
+        ("/admin/no-such-page/", None),
+        ("/admin/no-such-page/", "application/json"),
+        ("/no-such-page", BROWSER_ACCEPT),
+    ],
+    ids=["admin", "admin-asking-json", "browser"],
+)
+def test_unknown_admin_or_browser_page_is_djangos_html_404(db, client, path, accept):
+    client.force_login(UserFactory(is_staff=True))
+    headers = {"Accept": accept} if accept else {}
+
+    response = client.get(path, headers=headers)
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+    assert b"Not Found" in response.content
+
+
 # --- oversized query strings ----------------------------------------------
 
 TOO_MANY_PARAMS = "&".join(["status=OPEN"] * 1001)  # over DATA_UPLOAD_MAX_NUMBER_FIELDS
 
 
-@pytest.mark.xfail(
-    reason="BUG: more than DATA_UPLOAD_MAX_NUMBER_FIELDS query parameters raise "
-    "TooManyFieldsSent (a SuspiciousOperation) inside the view; the API exception handler "
-    "turns it into a 500 instead of a 400",
-    strict=True,
-)
 @pytest.mark.parametrize("method", ["get", "post"])
 def test_too_many_query_parameters_is_400(api, method):
     if method == "get":

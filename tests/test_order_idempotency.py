@@ -143,11 +143,6 @@ def test_different_client_order_ids_make_different_orders(api):
     assert Order.objects.count() == 2
 
 
-@pytest.mark.xfail(
-    reason="BUG: client_order_id uses the table's case- and accent-insensitive collation "
-    "(utf8mb4_general_ci), so 'Order-A' replays 'order-a' instead of making a new order",
-    strict=True,
-)
 @pytest.mark.parametrize(("first_id", "second_id"), [("order-a", "ORDER-A"), ("cafe", "café")])
 def test_client_order_ids_differing_only_in_case_or_accents_are_different_keys(api, first_id, second_id):
     first = api.post("/orders", limit(client_order_id=first_id), format="json")

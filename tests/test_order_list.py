@@ -338,11 +338,6 @@ def test_invalid_filter_value_is_400(api, params):
     assert set(params) <= set(response.json())
 
 
-@pytest.mark.xfail(
-    reason="BUG: a created_after/created_before that parses but leaves datetime's range "
-    "when converted to UTC raises OverflowError in the query: 500 instead of 400",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "params",
     [

@@ -21,6 +21,17 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class StrictCharField(serializers.CharField):
+    """A JSON string only: DRF's CharField would turn 42 into "42" and 1.5 into "1.5"."""
+
+    default_error_messages = {"invalid": "Must be a JSON string, not a number or other value."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class PriceField(serializers.DecimalField):
     """A positive decimal with at most two places, as a JSON number or string; never a bool."""
 
@@ -37,7 +48,11 @@ class InstrumentField(serializers.CharField):
     }
 
     def to_internal_value(self, data):
-        value = super().to_internal_value(data).upper()
+        value = super().to_internal_value(data)
+        # Before upper-casing: "ſ".upper() is "S" and "ı".upper() is "I".
+        if not value.isascii():
+            self.fail("format")
+        value = value.upper()
         if not ISIN_PATTERN.match(value):
             self.fail("format")
         if isin_check_digit(value[:11]) != int(value[11]):
@@ -57,7 +72,7 @@ class OrderCreateInputSerializer(serializers.Serializer):
         allow_null=True,
     )
     quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
-    client_order_id = serializers.CharField(max_length=64, required=False, allow_null=True)
+    client_order_id = StrictCharField(max_length=64, required=False, allow_null=True)
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
