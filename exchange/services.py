@@ -1,13 +1,18 @@
 """Placing an order's remainder at the exchange: claim, call, record (SPEC §6).
 
-A claim takes the order out of the internal book (``in_flight``), so matching
-and cancel never touch an order the exchange may be accepting. Claims and
-outcomes are compare-and-set UPDATEs: an outcome is recorded only by the attempt
-that holds the claim; anything older is stale and matches no row.
+A claim takes orders out of the internal book (``in_flight``), so matching and
+cancel never touch an order the exchange may be accepting. Claims and outcomes
+are compare-and-set UPDATEs over a batch of orders: an outcome is recorded only
+for the attempt that holds the claim; anything older is stale and matches no
+row. Only the exchange call itself is per order, and those run concurrently
+(``exchange/dispatcher.py``).
 """
 
+import functools
 import logging
+import operator
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,105 +36,158 @@ DEADLINE_REASON = (
 
 @dataclass(frozen=True)
 class Claim:
+    """The right to make attempt number ``attempt`` for ``order`` (a snapshot at claim time)."""
+
     order: Order
     attempt: int
 
 
+@dataclass(frozen=True)
+class Outcome:
+    claim: Claim
+    accepted_quantity: int | None = None
+    error: str = ""
+    permanent: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.accepted_quantity is not None
+
+
 def placement_run(*, plan: RoutePlan, exchange=None) -> list[RoutePlan]:
-    """Drive one due order through one exchange attempt; return what to schedule next."""
-    claim = placement_claim(plan=plan)
-    if isinstance(claim, RoutePlan):
-        return [claim]
-    if claim is None:
-        return []
+    """Drive one due order through one exchange attempt, synchronously; return what to schedule next."""
+    claims, later = placement_claim(plans=[plan])
     exchange = exchange or get_exchange()
+    return later + placement_record([placement_call(claim, exchange) for claim in claims])
+
+
+def placement_call(claim: Claim, exchange) -> Outcome:
+    """One exchange call for a claimed order. Only the exchange's own ledger is written."""
     try:
         ack = exchange.place_order(claim.order)
     except OrderRejectedError as exc:
-        placement_record_failure(claim=claim, error=str(exc), permanent=True)
-        return []
+        return Outcome(claim=claim, error=str(exc), permanent=True)
     except ExchangeError as exc:
-        if placement_record_failure(claim=claim, error=str(exc), permanent=False):
-            # Back in the book: cross it against what arrived meanwhile, then retry.
-            return instrument_match_pending(isin=plan.instrument)
-        return []
-    placement_record_accepted(claim=claim, quantity=ack.quantity)
-    return []
+        return Outcome(claim=claim, error=str(exc))
+    return Outcome(claim=claim, accepted_quantity=ack.quantity)
 
 
 @retry_on_deadlock
-def placement_claim(*, plan: RoutePlan, now: datetime | None = None) -> Claim | RoutePlan | None:
-    """Take a due order out of the book for one exchange call.
+def placement_claim(
+    *, plans: Iterable[RoutePlan], now: datetime | None = None
+) -> tuple[list[Claim], list[RoutePlan]]:
+    """Take the due orders of ``plans`` out of the book for one exchange call each.
 
-    Returns the claim; a later plan when the order is not due yet; or None when
-    there is nothing to place (terminal, cancelled, matched, in flight elsewhere,
-    or waiting for its matching pass, which schedules it again).
+    Returns the claims, and plans for orders that rest until later than planned.
+    An order that is terminal, matched, in flight elsewhere or waiting for its
+    matching pass (which plans it again) is dropped.
 
-    The claim is one compare-and-set UPDATE: it succeeds only if the order is
-    still resting, and matching reads the book with row locks, so an order is
+    Each group is one compare-and-set UPDATE: it claims an order only while it
+    is still resting, and matching reads the book with row locks, so an order is
     either crossed internally or sent to the exchange, never both.
     """
     now = now or timezone.now()
+    plans = list(plans)
+    due = [plan.order_id for plan in plans if not plan.recover]
+    lost = [plan.order_id for plan in plans if plan.recover]
+    claim = {
+        "in_flight": True,
+        "placement_attempts": F("placement_attempts") + 1,
+        "last_attempt_at": now,
+        "first_attempt_at": Coalesce("first_attempt_at", Value(now, output_field=DateTimeField())),
+        "updated_at": now,
+    }
     resting = Order.objects.filter(
-        pk=plan.order_id,
-        status__in=Order.WORKING_STATUSES,
-        needs_match=False,
-        remaining_quantity__gt=0,
-        in_flight=plan.recover,
+        status__in=Order.WORKING_STATUSES, needs_match=False, remaining_quantity__gt=0
     )
-    if not plan.recover:
-        resting = resting.filter(Q(route_at__isnull=True) | Q(route_at__lte=now))
-    claimed = resting.update(
-        in_flight=True,
-        placement_attempts=F("placement_attempts") + 1,
-        last_attempt_at=now,
-        first_attempt_at=Coalesce("first_attempt_at", Value(now, output_field=DateTimeField())),
-        updated_at=now,
-    )
-    order = Order.objects.filter(pk=plan.order_id).first()
+    if due:
+        resting.filter(pk__in=due, in_flight=False).filter(
+            Q(route_at__isnull=True) | Q(route_at__lte=now)
+        ).update(**claim)
+    if lost:
+        # Re-send a call whose worker was lost: the exchange dedupes by order id.
+        resting.filter(pk__in=lost, in_flight=True).update(**claim)
+
+    ids = [plan.order_id for plan in plans]
+    claimed = list(Order.objects.filter(pk__in=ids, in_flight=True, last_attempt_at=now))
     if not claimed:
-        if order is not None and _rests_until_later(order, now):
-            return RoutePlan(order_id=order.pk, instrument=order.instrument, route_at=order.route_at)
-        return None
-    if plan.recover:
-        _finish_attempt(order.pk, order.placement_attempts - 1, PlacementAttempt.Outcome.ABANDONED, now)
-    PlacementAttempt.objects.create(
-        order=order, number=order.placement_attempts, quantity=order.remaining_quantity, started_at=now
+        return [], _later_plans(ids, now)
+    recovered = [order for order in claimed if order.pk in set(lost)]
+    if recovered:
+        _finish_attempts(
+            [(order.pk, order.placement_attempts - 1) for order in recovered],
+            PlacementAttempt.Outcome.ABANDONED,
+            now,
+        )
+    PlacementAttempt.objects.bulk_create(
+        PlacementAttempt(
+            order=order, number=order.placement_attempts, quantity=order.remaining_quantity, started_at=now
+        )
+        for order in claimed
     )
-    return Claim(order=order, attempt=order.placement_attempts)
+    claimed_ids = {order.pk for order in claimed}
+    later = _later_plans([pk for pk in ids if pk not in claimed_ids], now) if len(claimed) < len(ids) else []
+    return [Claim(order=order, attempt=order.placement_attempts) for order in claimed], later
 
 
-def _rests_until_later(order: Order, now: datetime) -> bool:
-    return (
-        order.status in Order.WORKING_STATUSES
-        and not order.in_flight
-        and not order.needs_match
-        and order.remaining_quantity > 0
-        and order.route_at is not None
-        and order.route_at > now
-    )
-
-
-def _holding_claim(claim: Claim):
-    """The order, only while this attempt still holds its claim (a stale outcome matches nothing)."""
-    return Order.objects.filter(pk=claim.order.pk, in_flight=True, placement_attempts=claim.attempt)
+def _later_plans(order_ids: list, now: datetime) -> list[RoutePlan]:
+    if not order_ids:
+        return []
+    return [
+        RoutePlan(order_id=pk, instrument=instrument, route_at=route_at)
+        for pk, instrument, route_at in Order.objects.filter(
+            pk__in=order_ids,
+            status__in=Order.WORKING_STATUSES,
+            in_flight=False,
+            needs_match=False,
+            remaining_quantity__gt=0,
+            route_at__gt=now,
+        ).values_list("pk", "instrument", "route_at")
+    ]
 
 
 @retry_on_deadlock
-def placement_record_accepted(*, claim: Claim, quantity: int) -> None:
-    """The exchange took the remainder: the order is SUBMITTED."""
+def placement_record(outcomes: Iterable[Outcome]) -> list[RoutePlan]:
+    """Record the outcomes of exchange calls; return the plans of orders retried later."""
     now = timezone.now()
-    _finish_attempt(claim.order.pk, claim.attempt, PlacementAttempt.Outcome.ACCEPTED, now)
-    if quantity != claim.order.remaining_quantity:
-        logger.error(
-            "order %s: exchange acknowledged %s, remainder is %s",
-            claim.order.pk,
-            quantity,
-            claim.order.remaining_quantity,
-        )
-    # While in flight nothing else changes the order's quantities, so the claim's
+    outcomes = list(outcomes)
+    accepted = [outcome for outcome in outcomes if outcome.accepted]
+    if accepted:
+        _record_accepted(accepted, now)
+    back_in_book = set()
+    for outcome in outcomes:
+        if not outcome.accepted and _record_failure(outcome, now):
+            back_in_book.add(outcome.claim.order.instrument)
+    plans = []
+    for isin in sorted(back_in_book):
+        # Back in the book: cross it against what arrived meanwhile, then retry.
+        plans.extend(instrument_match_pending(isin=isin))
+    return plans
+
+
+def _holding_claims(claims: Iterable[Claim]):
+    """The orders whose claims are still current (a stale attempt matches no row)."""
+    current = functools.reduce(
+        operator.or_, (Q(pk=claim.order.pk, placement_attempts=claim.attempt) for claim in claims)
+    )
+    return Order.objects.filter(current, in_flight=True)
+
+
+def _record_accepted(accepted: list[Outcome], now: datetime) -> None:
+    """The exchange took the remainders: the orders are SUBMITTED."""
+    for outcome in accepted:
+        if outcome.accepted_quantity != outcome.claim.order.remaining_quantity:
+            logger.error(
+                "order %s: exchange acknowledged %s, remainder is %s",
+                outcome.claim.order.pk,
+                outcome.accepted_quantity,
+                outcome.claim.order.remaining_quantity,
+            )
+    claims = [outcome.claim for outcome in accepted]
+    _finish_attempts([(c.order.pk, c.attempt) for c in claims], PlacementAttempt.Outcome.ACCEPTED, now)
+    # While in flight nothing else changes an order's quantities, so the claimed
     # remainder is still the order's remainder.
-    updated = _holding_claim(claim).update(
+    submitted = _holding_claims(claims).update(
         placed_quantity=F("placed_quantity") + F("remaining_quantity"),
         remaining_quantity=0,
         status=Order.Status.SUBMITTED,
@@ -137,24 +195,23 @@ def placement_record_accepted(*, claim: Claim, quantity: int) -> None:
         route_at=None,
         updated_at=now,
     )
-    if updated:
+    if submitted < len(claims):
+        logger.warning("%s stale acceptances ignored", len(claims) - submitted)
+    for claim in claims:
         logger.info("order %s: submitted %s at the exchange", claim.order.pk, claim.order.remaining_quantity)
-    else:
-        logger.warning("order %s: stale acceptance of attempt %s ignored", claim.order.pk, claim.attempt)
 
 
-@retry_on_deadlock
-def placement_record_failure(*, claim: Claim, error: str, permanent: bool) -> bool:
+def _record_failure(outcome: Outcome, now: datetime) -> bool:
     """Record a failed call. Returns True when the order went back to the book for a retry."""
-    now = timezone.now()
-    outcome = PlacementAttempt.Outcome.REJECTED if permanent else PlacementAttempt.Outcome.FAILED
-    _finish_attempt(claim.order.pk, claim.attempt, outcome, now, error)
+    claim, error = outcome.claim, outcome.error
+    status = PlacementAttempt.Outcome.REJECTED if outcome.permanent else PlacementAttempt.Outcome.FAILED
+    _finish_attempts([(claim.order.pk, claim.attempt)], status, now, error)
     deadline = settings.EXCHANGE_PLACEMENT_DEADLINE
     first_attempt_at = claim.order.first_attempt_at or now
-    if permanent or (now - first_attempt_at).total_seconds() >= deadline:
-        reason = REJECTED_REASON if permanent else DEADLINE_REASON
+    if outcome.permanent or (now - first_attempt_at).total_seconds() >= deadline:
+        reason = REJECTED_REASON if outcome.permanent else DEADLINE_REASON
         failure_reason = reason.format(error=error, attempts=claim.attempt, deadline=deadline)
-        failed = _holding_claim(claim).update(
+        failed = _holding_claims([claim]).update(
             status=Order.Status.FAILED,
             failure_reason=failure_reason,
             last_error=error,
@@ -167,7 +224,7 @@ def placement_record_failure(*, claim: Claim, error: str, permanent: bool) -> bo
             logger.warning("order %s: FAILED: %s", claim.order.pk, failure_reason)
         return False
     retry_at = now + timedelta(seconds=retry_delay(claim.attempt))
-    returned = _holding_claim(claim).update(
+    returned = _holding_claims([claim]).update(
         in_flight=False, needs_match=True, route_at=retry_at, last_error=error, updated_at=now
     )
     if returned:
@@ -183,7 +240,11 @@ def retry_delay(attempt: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def _finish_attempt(order_id, number: int, outcome: str, now: datetime, error: str = "") -> None:
-    PlacementAttempt.objects.filter(
-        order_id=order_id, number=number, outcome=PlacementAttempt.Outcome.IN_FLIGHT
-    ).update(outcome=outcome, finished_at=now, error=error)
+def _finish_attempts(attempts: list[tuple], outcome: str, now: datetime, error: str = "") -> None:
+    """Close the given (order id, attempt number) attempts that are still open."""
+    which = functools.reduce(
+        operator.or_, (Q(order_id=order_id, number=number) for order_id, number in attempts)
+    )
+    PlacementAttempt.objects.filter(which, outcome=PlacementAttempt.Outcome.IN_FLIGHT).update(
+        outcome=outcome, finished_at=now, error=error
+    )

@@ -53,7 +53,7 @@ def test_call_lost_in_flight_is_resent_and_placed_once(dispatcher):
     OrmQ.objects.all().delete()
     instrument_match_pending(isin=order.instrument)
     plan = RoutePlan(order_id=order.pk, instrument=order.instrument, route_at=timezone.now())
-    claim = placement_claim(plan=plan)
+    (claim,), _ = placement_claim(plans=[plan])
     from exchange.gateway import SimulatedExchange
 
     SimulatedExchange(latency=0, failure_rate=0).place_order(claim.order)  # accepted; worker killed

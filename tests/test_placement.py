@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from exchange.gateway import OrderRejectedError, SimulatedExchange
 from exchange.models import ExchangeOrder
-from exchange.services import DEADLINE_REASON, placement_claim, placement_record_accepted, placement_run
+from exchange.services import DEADLINE_REASON, Outcome, placement_claim, placement_record, placement_run
 from matching.services import RoutePlan, instrument_match_pending
 from orders.models import Order, PlacementAttempt
 from tests.factories import OrderFactory
@@ -108,19 +108,17 @@ def test_retry_after_failure_places_the_order():
 
 def test_order_back_in_the_book_crosses_what_arrived_while_it_was_in_flight():
     order = _resting(100, side="buy", limit_price=Decimal("10.00"))
-    claim = placement_claim(plan=_plan(order))
+    (claim,), _ = placement_claim(plans=[_plan(order)])
     sell = OrderFactory(side="sell", quantity=40, limit_price=Decimal("9.00"))
     instrument_match_pending(isin=ISIN)  # the buy is in flight: the sell rests
     sell.refresh_from_db()
     assert sell.status == Order.Status.OPEN
 
-    from exchange.services import placement_record_failure
-
-    assert placement_record_failure(claim=claim, error="Connection not available", permanent=False)
-    instrument_match_pending(isin=ISIN)
+    retry = placement_record([Outcome(claim=claim, error="Connection not available")])
 
     order.refresh_from_db()
     sell.refresh_from_db()
+    assert [plan.order_id for plan in retry] == [order.pk]
     assert (order.status, order.matched_quantity, order.remaining_quantity) == (Order.Status.PARTIAL, 40, 60)
     assert sell.status == Order.Status.MATCHED
     assert_invariants()
@@ -185,15 +183,15 @@ def test_nothing_is_placed_for_orders_out_of_the_book(change):
 
 def test_stale_outcome_of_an_abandoned_attempt_is_ignored():
     order = _resting(100)
-    first = placement_claim(plan=_plan(order))
-    second = placement_claim(plan=_plan(order, recover=True))
+    (first,), _ = placement_claim(plans=[_plan(order)])
+    (second,), _ = placement_claim(plans=[_plan(order, recover=True)])
     assert (first.attempt, second.attempt) == (1, 2)
 
-    placement_record_accepted(claim=first, quantity=100)
+    placement_record([Outcome(claim=first, accepted_quantity=100)])
     order.refresh_from_db()
     assert order.in_flight and order.status == Order.Status.OPEN
 
-    placement_record_accepted(claim=second, quantity=100)
+    placement_record([Outcome(claim=second, accepted_quantity=100)])
     order.refresh_from_db()
     assert order.status == Order.Status.SUBMITTED
     assert list(PlacementAttempt.objects.values_list("outcome", flat=True)) == ["abandoned", "accepted"]
@@ -201,7 +199,7 @@ def test_stale_outcome_of_an_abandoned_attempt_is_ignored():
 
 def test_call_lost_with_its_worker_is_resent_and_deduplicated_by_the_exchange():
     order = _resting(100)
-    claim = placement_claim(plan=_plan(order))
+    (claim,), _ = placement_claim(plans=[_plan(order)])
     SimulatedExchange(latency=0, failure_rate=0).place_order(claim.order)  # accepted, then the worker died
 
     placement_run(plan=_plan(order, recover=True), exchange=ScriptedExchange())
@@ -210,3 +208,17 @@ def test_call_lost_with_its_worker_is_resent_and_deduplicated_by_the_exchange():
     assert (order.status, order.placed_quantity) == (Order.Status.SUBMITTED, 100)
     assert ExchangeOrder.objects.filter(order_id=order.pk).count() == 1
     assert_invariants()
+
+
+def test_one_claim_takes_every_due_order_of_a_batch_and_skips_the_rest():
+    due = [_resting(10, instrument=isin) for isin in ("US0378331005", "DE000BAY0017", "GB0002634946")]
+    matched_away = _resting(10, instrument="NL0000235190", side="sell")
+    OrderFactory(instrument="NL0000235190", side="buy", quantity=10)
+    instrument_match_pending(isin="NL0000235190")
+
+    claims, later = placement_claim(plans=[_plan(order) for order in (*due, matched_away)])
+
+    assert sorted(claim.order.pk for claim in claims) == sorted(order.pk for order in due)
+    assert later == []
+    assert PlacementAttempt.objects.count() == 3
+    assert Order.objects.filter(in_flight=True).count() == 3
