@@ -22,9 +22,10 @@ logger = logging.getLogger("orders.pipeline")
 SWEEP_LIMIT = 5000
 
 
-def order_process(*, order_id) -> None:
+def order_process(*, order_id, instrument: str | None = None) -> None:
     """Match the order's instrument and schedule the placement of what rests."""
-    instrument = Order.objects.filter(pk=order_id).values_list("instrument", flat=True).first()
+    if instrument is None:
+        instrument = Order.objects.filter(pk=order_id).values_list("instrument", flat=True).first()
     if instrument is None:
         logger.warning("order %s: not found, nothing to process", order_id)
         return

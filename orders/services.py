@@ -106,5 +106,5 @@ def order_reprocess(*, order: Order) -> Order:
             "route_at",
             "first_attempt_at",
         )
-        enqueue_order_processing(order.pk)
+        enqueue_order_processing(order.pk, order.instrument)
     return order

@@ -81,8 +81,8 @@ def test_queue_row_rolls_back_with_the_order(quiet_api, monkeypatch):
     """The queue row is written, then the transaction fails: neither row survives."""
     real_enqueue = orders.signals.enqueue_order_processing
 
-    def enqueue_then_fail(order_id):
-        real_enqueue(order_id)
+    def enqueue_then_fail(order_id, instrument):
+        real_enqueue(order_id, instrument)
         assert OrmQ.objects.count() == 1  # written inside the order's transaction
         raise OperationalError("connection lost before commit")
 

@@ -12,6 +12,7 @@ from orders.api.serializers import (
     OrderCreateInputSerializer,
     OrderDetailOutputSerializer,
     OrderOutputSerializer,
+    order_representation,
 )
 from orders.errors import ClientOrderIdConflict, OrderNotCancellable
 from orders.models import Order
@@ -63,7 +64,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         except ClientOrderIdConflict as exc:
             raise Conflict(str(exc)) from exc
         return Response(
-            OrderOutputSerializer(order).data,
+            order_representation(order),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
@@ -75,4 +76,4 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             order = order_cancel(order=order)
         except OrderNotCancellable as exc:
             raise Conflict(str(exc)) from exc
-        return Response(OrderOutputSerializer(order).data)
+        return Response(order_representation(order))
