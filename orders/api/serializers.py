@@ -4,7 +4,6 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from matching.models import OrderMatch
 from orders.errors import LIMIT_PRICE_PROHIBITED, LIMIT_PRICE_REQUIRED
 from orders.isin import ISIN_PATTERN, isin_check_digit
 from orders.models import Order
