@@ -11,6 +11,10 @@ $PY manage.py migrate --noinput
 $PY manage.py collectstatic --noinput -v0
 $PY manage.py demo_setup --port "$PORT"
 
+# Job control gives each process its own process group, so a Ctrl-C reaches only
+# this script, which then signals each process exactly once (qcluster hangs when
+# its main process is signalled twice).
+set -m
 pids=()
 stop() {
   trap - INT TERM EXIT
