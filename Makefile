@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: run test bench venv dev-venv lint clean
+.PHONY: run test bench chaos venv dev-venv lint clean
 
 # A venv with the runtime requirements (mysqlclient needs the MariaDB client headers).
 $(VENV)/.runtime: requirements.txt
@@ -31,6 +31,9 @@ test: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	@bash scripts/bench.sh
+
+chaos: $(VENV)/.dev
+	@bash scripts/chaos.sh
 
 lint: $(VENV)/.dev
 	@$(VENV)/bin/ruff check .

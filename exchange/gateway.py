@@ -7,6 +7,7 @@ probability ``EXCHANGE_FAILURE_RATE``. It keeps its own ledger
 same order is acknowledged and not placed again.
 """
 
+import os
 import random
 import time
 from contextlib import nullcontext
@@ -39,16 +40,24 @@ class Acknowledgement:
 
 
 class SimulatedExchange:
-    def __init__(self, latency: float, failure_rate: float, rng: random.Random | None = None):
+    def __init__(
+        self,
+        latency: float,
+        failure_rate: float,
+        rng: random.Random | None = None,
+        outage_file: str = "",
+    ):
         self.latency = latency
         self.failure_rate = failure_rate
         self.rng = rng or random.Random()
+        # While this file exists every call fails: an exchange outage on demand (make chaos).
+        self.outage_file = outage_file
 
     def place_order(self, order) -> Acknowledgement:
         """Place ``order.remaining_quantity`` of ``order``; idempotent per ``order.id``."""
         if self.latency > 0:
             time.sleep(self.latency)
-        if self.rng.random() < self.failure_rate:
+        if self.rng.random() < self.failure_rate or (self.outage_file and os.path.exists(self.outage_file)):
             raise OrderPlacementError(f"Failed to place order {order.id}: Connection not available")
         if order.remaining_quantity <= 0:
             raise OrderRejectedError(f"Order {order.id} rejected: quantity must be positive")
@@ -73,7 +82,9 @@ def get_exchange():
     """The configured exchange (``EXCHANGE_BACKEND``, a dotted path), built from settings."""
     backend = getattr(settings, "EXCHANGE_BACKEND", "exchange.gateway.SimulatedExchange")
     return import_string(backend)(
-        latency=settings.EXCHANGE_LATENCY, failure_rate=settings.EXCHANGE_FAILURE_RATE
+        latency=settings.EXCHANGE_LATENCY,
+        failure_rate=settings.EXCHANGE_FAILURE_RATE,
+        outage_file=settings.EXCHANGE_OUTAGE_FILE,
     )
 
 

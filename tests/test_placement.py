@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from exchange.gateway import OrderRejectedError, SimulatedExchange
+from exchange.gateway import OrderPlacementError, OrderRejectedError, SimulatedExchange
 from exchange.models import ExchangeOrder
 from exchange.services import DEADLINE_REASON, Outcome, placement_claim, placement_record, placement_run
 from matching.services import RoutePlan, instrument_match_pending
@@ -222,3 +222,16 @@ def test_one_claim_takes_every_due_order_of_a_batch_and_skips_the_rest():
     assert later == []
     assert PlacementAttempt.objects.count() == 3
     assert Order.objects.filter(in_flight=True).count() == 3
+
+
+def test_exchange_outage_file_fails_every_call_until_removed(tmp_path):
+    outage = tmp_path / "exchange-outage"
+    exchange = SimulatedExchange(latency=0, failure_rate=0, outage_file=str(outage))
+    order = _resting(10)
+    outage.touch()
+
+    with pytest.raises(OrderPlacementError, match="Connection not available"):
+        exchange.place_order(order)
+
+    outage.unlink()
+    assert exchange.place_order(order).quantity == 10

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `make chaos`: the fault drill of bench/chaos.py on a throwaway MariaDB of its own
+# (it crashes and restarts that server, so never the machine's shared one).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+unset TEST_DATABASE_URL
+export MYSQL_FORCE_THROWAWAY=1
+
+server_url=$(bash scripts/mysql-server.sh url)
+port=${server_url##*:}
+port=${port%%/*}
+scratch=""
+for dir in /tmp/orders-mysql-* ${MYSQL_SCRATCH_DIR:-}; do
+  if [[ -f $dir/port && $(cat "$dir/port") == "$port" ]]; then scratch=$dir; fi
+done
+[[ -n $scratch ]] || { echo "make chaos: cannot find the throwaway server's directory" >&2; exit 1; }
+
+mariadb -h127.0.0.1 -P"$port" -uroot -e \
+  "DROP DATABASE IF EXISTS orders_chaos; CREATE DATABASE orders_chaos CHARACTER SET utf8mb4"
+set +e
+DATABASE_URL="mysql://root@127.0.0.1:$port/orders_chaos" CHAOS_MYSQL_DIR=$scratch \
+  .venv/bin/python bench/chaos.py
+status=$?
+set -e
+bash scripts/mysql-server.sh stop
+exit $status
