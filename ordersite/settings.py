@@ -168,6 +168,8 @@ SPECTACULAR_SETTINGS = {
 EXCHANGE_LATENCY = env_float("EXCHANGE_LATENCY", 0.5)
 EXCHANGE_FAILURE_RATE = env_float("EXCHANGE_FAILURE_RATE", 0.1)
 EXCHANGE_PLACEMENT_DEADLINE = env_float("EXCHANGE_PLACEMENT_DEADLINE", 600)
+# While this file exists the simulated exchange fails every call (outage drills, make chaos).
+EXCHANGE_OUTAGE_FILE = env_str("EXCHANGE_OUTAGE_FILE", "")
 # Exchange calls one worker process keeps in flight at once.
 EXCHANGE_CONCURRENCY = env_int("EXCHANGE_CONCURRENCY", 64)
 # Backoff between placement attempts: base * 2**n with full jitter, capped.
