@@ -20,9 +20,8 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = str(ROOT / ".venv" / "bin" / "python")
-GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
+from bench.common import GUNICORN, PY, ROOT, ProcessGroup, api_token, check_invariants, manage, query
+
 PORT = int(os.environ.get("CHAOS_PORT", "8766"))
 PHASE_SECONDS = float(os.environ.get("CHAOS_PHASE_SECONDS", "20"))
 RATE = float(os.environ.get("CHAOS_RATE", "60"))  # orders/s offered by the load generator
@@ -33,41 +32,6 @@ ISINS = ["US0378331005", "US5949181045", "DE000BAY0017", "GB0002634946", "NL0000
 
 def log(message):
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-class Group:
-    """One process (and its children) in its own process group."""
-
-    def __init__(self, name, argv, env):
-        self.name, self.argv, self.env = name, argv, env
-        self.process = None
-
-    def start(self):
-        logfile = open(f"/tmp/orders-chaos-{self.name}.log", "a")
-        self.process = subprocess.Popen(
-            self.argv,
-            cwd=ROOT,
-            env=self.env,
-            stdout=logfile,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def signal_group(self, sig):
-        try:
-            os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def stop(self):
-        if self.process is None:
-            return
-        self.signal_group(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
-        self.signal_group(signal.SIGKILL)
 
 
 class MySQLServer:
@@ -177,17 +141,6 @@ class Load:
             thread.join(timeout=90)
 
 
-def manage(env, *args):
-    return subprocess.run(
-        [PY, "manage.py", *args], cwd=ROOT, env=env, check=True, text=True, capture_output=True
-    ).stdout
-
-
-def query(env, code):
-    out = manage(env, "shell", "-v0", "-c", code)
-    return json.loads(out.strip().splitlines()[-1])
-
-
 def main():
     outage_file = Path("/tmp/orders-chaos-exchange-outage")
     outage_file.unlink(missing_ok=True)
@@ -201,17 +154,12 @@ def main():
     }
     mysql = MySQLServer(os.environ["CHAOS_MYSQL_DIR"])
     manage(env, "migrate", "--noinput", "-v0")
-    token = manage(
-        env,
-        "shell",
-        "-v0",
-        "-c",
-        "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token;"
-        "u,_=User.objects.get_or_create(username='chaos'); print(Token.objects.get_or_create(user=u)[0].key)",
-    ).split()[-1]
+    token = api_token(env, "chaos")
 
-    web = Group("web", [GUNICORN, "ordersite.wsgi", "--bind", f"127.0.0.1:{PORT}", "--workers", "2"], env)
-    cluster = Group("cluster", [PY, "manage.py", "qcluster"], env)
+    web = ProcessGroup(
+        "chaos-web", [GUNICORN, "ordersite.wsgi", "--bind", f"127.0.0.1:{PORT}", "--workers", "2"], env
+    )
+    cluster = ProcessGroup("chaos-cluster", [PY, "manage.py", "qcluster"], env)
     web.start()
     cluster.start()
     time.sleep(4)
@@ -327,19 +275,8 @@ def main():
         f"duplicate client_order_ids: {report['dup_keys']}, placed but unknown to the exchange: {placed_not_in_ledger}"
     )
 
-    check = subprocess.run(
-        [PY, "manage.py", "check_invariants", "--limit", "20"],
-        cwd=ROOT,
-        env=env,
-        text=True,
-        capture_output=True,
-    )
-    print(f"check_invariants: {'clean' if check.returncode == 0 else 'VIOLATIONS'}")
-    for line in (check.stdout + check.stderr).strip().splitlines()[:25]:
-        print(f"  {line}")
-    ok = (
-        totals["lost"] == 0 and totals["duplicates"] == 0 and check.returncode == 0 and totals["accepted"] > 0
-    )
+    clean = check_invariants(env, label_width=0)
+    ok = totals["lost"] == 0 and totals["duplicates"] == 0 and clean and totals["accepted"] > 0
     print("chaos: PASS" if ok else "chaos: FAIL")
     return 0 if ok else 1
 

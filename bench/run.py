@@ -7,17 +7,13 @@ cluster and wrk. Every phase is bounded in time. Prints the figures of issues 2 
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = str(ROOT / ".venv" / "bin" / "python")
-GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
+from bench.common import GUNICORN, PY, ROOT, ProcessGroup, api_token, check_invariants, manage, query
 
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
 WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "2"))
@@ -41,52 +37,6 @@ def isin_with_check_digit(body: str) -> str:
     from orders.isin import isin_check_digit
 
     return body + str(isin_check_digit(body))
-
-
-class Processes:
-    def __init__(self, env):
-        self.env = env
-        self.running = []
-
-    def start(self, name, argv, **env):
-        logfile = open(Path(tempfile.gettempdir()) / f"orders-bench-{name}.log", "w")
-        process = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env={**self.env, **env},
-            stdout=logfile,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.running.append(process)
-        return process
-
-    def stop_all(self):
-        for process in self.running:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.running:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                pass
-            try:  # whatever is left of the group (workers, threads stuck in a call)
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.running = []
-
-
-def manage(env, *args, capture=False):
-    result = subprocess.run(
-        [PY, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        text=True,
-        capture_output=capture,
-    )
-    return result.stdout if capture else None
 
 
 def wait_http(url, timeout=30):
@@ -149,10 +99,6 @@ end
 """
 
 
-def db_query(env, code):
-    return json.loads(manage(env, "shell", "-v0", "-c", code, capture=True).strip().splitlines()[-1])
-
-
 def intake(base, token):
     """Issue 2: POST /orders against the bare DRF yardstick, no cluster running (intake only)."""
     log(
@@ -178,7 +124,7 @@ QUEUE_DEPTH = "import json; from django_q.models import OrmQ; print(json.dumps(O
 
 
 def db_questions(env):
-    return db_query(
+    return query(
         env,
         (
             "import json; from django.db import connection; c=connection.cursor();"
@@ -201,37 +147,25 @@ def main():
         f"{WEB_WORKERS} gunicorn workers, {Q_WORKERS} django-q2 worker process(es)"
     )
     manage(env, "migrate", "--noinput", "-v0")
-    token = (
-        manage(
-            env,
-            "shell",
-            "-v0",
-            "-c",
-            (
-                "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token;"
-                "u,_=User.objects.get_or_create(username='bench'); print(Token.objects.get_or_create(user=u)[0].key)"
-            ),
-            capture=True,
-        )
-        .strip()
-        .splitlines()[-1]
-    )
+    token = api_token(env, "bench")
 
-    processes = Processes(env)
+    web = ProcessGroup(
+        "bench-web",
+        [
+            GUNICORN,
+            "ordersite.wsgi",
+            "--bind",
+            f"127.0.0.1:{PORT}",
+            "--workers",
+            str(WEB_WORKERS),
+            "--log-level",
+            "warning",
+        ],
+        env,
+    )
+    cluster = ProcessGroup("bench-cluster", [PY, "manage.py", "qcluster"], env)
     try:
-        processes.start(
-            "web",
-            [
-                GUNICORN,
-                "ordersite.wsgi",
-                "--bind",
-                f"127.0.0.1:{PORT}",
-                "--workers",
-                str(WEB_WORKERS),
-                "--log-level",
-                "warning",
-            ],
-        )
+        web.start()
         wait_http(f"{base}/healthz")
 
         if API_SECONDS <= 0:
@@ -255,7 +189,7 @@ def main():
         )
 
         # --- issue 3: orders settled end to end
-        processes.start("cluster", [PY, "manage.py", "qcluster"])
+        cluster.start()
         time.sleep(3)
         isins = [isin_with_check_digit(f"US{n:09d}") for n in range(1, INSTRUMENTS + 1)]
         lua = MIXED_ORDERS_LUA % ", ".join(f'"{isin}"' for isin in isins)
@@ -272,7 +206,7 @@ def main():
         )
         deadline = time.monotonic() + SETTLE_TIMEOUT
         while time.monotonic() < deadline:
-            working = db_query(
+            working = query(
                 env,
                 (
                     "import json; from orders.models import Order;"
@@ -282,7 +216,7 @@ def main():
             if working == 0:
                 break
             time.sleep(1)
-        stats = db_query(
+        stats = query(
             env,
             (
                 "import json; from django.db.models import Count, Min, Max; from orders.models import Order;"
@@ -304,7 +238,7 @@ def main():
         # Tasks of orders an earlier batch pass already matched are no-ops, but they
         # queue; wait for them so the lone order below meets a quiet system.
         drained = time.monotonic()
-        while time.monotonic() - drained < 120 and db_query(env, QUEUE_DEPTH) > 0:
+        while time.monotonic() - drained < 120 and query(env, QUEUE_DEPTH) > 0:
             time.sleep(0.5)
         log(f"queue drained         : {time.monotonic() - drained:.1f}s after the last settlement")
 
@@ -338,19 +272,10 @@ def main():
             f"(runs: {', '.join(f'{t:.2f}s {s}' for t, s in lone)})"
         )
 
-        check = subprocess.run(
-            [PY, "manage.py", "check_invariants", "--limit", "20"],
-            cwd=ROOT,
-            env=env,
-            text=True,
-            capture_output=True,
-        )
-        log(f"check_invariants      : {'clean' if check.returncode == 0 else 'VIOLATIONS'}")
-        for line in (check.stdout + check.stderr).strip().splitlines():
-            log(f"  {line}")
-        return check.returncode
+        return 0 if check_invariants(env) else 1
     finally:
-        processes.stop_all()
+        web.stop()
+        cluster.stop()
 
 
 if __name__ == "__main__":

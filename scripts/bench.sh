@@ -21,4 +21,4 @@ PY
 )
 # shellcheck disable=SC2086
 mariadb $mysql_args -e "DROP DATABASE IF EXISTS orders_bench; CREATE DATABASE orders_bench CHARACTER SET utf8mb4"
-DATABASE_URL="${server_url%/}/orders_bench" .venv/bin/python bench/run.py
+DATABASE_URL="${server_url%/}/orders_bench" .venv/bin/python -m bench.run

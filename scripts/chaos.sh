@@ -19,7 +19,7 @@ mariadb -h127.0.0.1 -P"$port" -uroot -e \
   "DROP DATABASE IF EXISTS orders_chaos; CREATE DATABASE orders_chaos CHARACTER SET utf8mb4"
 set +e
 DATABASE_URL="mysql://root@127.0.0.1:$port/orders_chaos" CHAOS_MYSQL_DIR=$scratch \
-  .venv/bin/python bench/chaos.py
+  .venv/bin/python -m bench.chaos
 status=$?
 set -e
 bash scripts/mysql-server.sh stop

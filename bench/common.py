@@ -1,0 +1,88 @@
+"""What `make bench` and `make chaos` share: managed processes, manage.py calls, the invariant check."""
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = str(ROOT / ".venv" / "bin" / "python")
+GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
+
+
+class ProcessGroup:
+    """A process and its children in a process group of their own, logging to /tmp."""
+
+    def __init__(self, name: str, argv: list[str], env: dict):
+        self.name, self.argv, self.env = name, argv, env
+        self.process = None
+
+    def start(self) -> "ProcessGroup":
+        logfile = open(f"/tmp/orders-{self.name}.log", "a")
+        self.process = subprocess.Popen(
+            self.argv,
+            cwd=ROOT,
+            env=self.env,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self) -> None:
+        """SIGTERM, a grace period, then SIGKILL for whatever is left (workers, stuck calls)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.signal_group(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+        self.signal_group(signal.SIGKILL)
+
+
+def manage(env: dict, *args: str) -> str:
+    """Run a manage.py command; return its standard output."""
+    return subprocess.run(
+        [PY, "manage.py", *args], cwd=ROOT, env=env, check=True, text=True, capture_output=True
+    ).stdout
+
+
+def query(env: dict, code: str):
+    """Run Python in `manage.py shell` and return the JSON it prints last."""
+    return json.loads(manage(env, "shell", "-v0", "-c", code).strip().splitlines()[-1])
+
+
+def api_token(env: dict, username: str) -> str:
+    return manage(
+        env,
+        "shell",
+        "-v0",
+        "-c",
+        "from django.contrib.auth.models import User; from rest_framework.authtoken.models import Token;"
+        f"u,_=User.objects.get_or_create(username={username!r});"
+        "print(Token.objects.get_or_create(user=u)[0].key)",
+    ).split()[-1]
+
+
+def check_invariants(env: dict, label_width: int = 22) -> bool:
+    """Run `manage.py check_invariants`, print its verdict and findings, return whether it was clean."""
+    check = subprocess.run(
+        [PY, "manage.py", "check_invariants", "--limit", "20"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+    )
+    print(f"{'check_invariants':<{label_width}}: {'clean' if check.returncode == 0 else 'VIOLATIONS'}")
+    for line in (check.stdout + check.stderr).strip().splitlines()[:25]:
+        print(f"  {line}")
+    return check.returncode == 0
