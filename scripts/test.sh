@@ -8,7 +8,8 @@ server_url=$(bash scripts/mysql-server.sh url)
 if [[ -n "${TEST_DATABASE_URL:-}" ]]; then
   database_url=$TEST_DATABASE_URL
 else
-  database_url="${server_url%/}/orders"
+  # A name of its own per run: two checkouts (a developer's and CI's) can share a server.
+  database_url="${server_url%/}/orders_run$$"
 fi
 echo "make test: database ${database_url%%@*}@${database_url#*@}" | sed -E 's#//[^:@/]+:[^@]+@#//***@#' >&2
 
