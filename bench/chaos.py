@@ -13,9 +13,11 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -144,8 +146,10 @@ class Load:
 def main():
     outage_file = Path("/tmp/orders-chaos-exchange-outage")
     outage_file.unlink(missing_ok=True)
+    metrics_dir = tempfile.mkdtemp(prefix="orders-metrics-")
     env = {
         **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
         "LOG_LEVEL": "WARNING",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "EXCHANGE_OUTAGE_FILE": str(outage_file),
@@ -239,6 +243,7 @@ def main():
     )
     web.stop()
     cluster.stop()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
 
     rows, ledger = report["rows"], report["ledger"]
     table = []

@@ -115,7 +115,11 @@ class PlacementDispatcher:
         except Exception:
             # Not an answer from the exchange: the order may or may not be placed.
             # It stays in flight and the call is re-sent (the exchange dedupes).
-            logger.exception("order %s: exchange call broke; re-sending", claim.order.pk)
+            logger.exception(
+                "order %s: exchange call broke; re-sending",
+                claim.order.pk,
+                extra={"order_id": claim.order.pk},
+            )
             order = claim.order
             self.schedule(_retry([RoutePlan(order.pk, order.instrument, timezone.now(), recover=True)]))
             self._settled(1)

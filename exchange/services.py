@@ -12,6 +12,7 @@ import functools
 import logging
 import operator
 import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from django.utils import timezone
 from exchange.gateway import ExchangeError, OrderRejectedError, get_exchange
 from matching.services import RoutePlan, instrument_match_pending
 from orders.models import Order, PlacementAttempt
+from ordersite import metrics
 from ordersite.db import retry_on_deadlock
 
 logger = logging.getLogger("exchange.placement")
@@ -63,12 +65,19 @@ def placement_run(*, plan: RoutePlan, exchange=None) -> list[RoutePlan]:
 
 def placement_call(claim: Claim, exchange) -> Outcome:
     """One exchange call for a claimed order. Only the exchange's own ledger is written."""
+    started = time.perf_counter()
     try:
         ack = exchange.place_order(claim.order)
     except OrderRejectedError as exc:
+        metrics.exchange_call("rejected", started)
         return Outcome(claim=claim, error=str(exc), permanent=True)
     except ExchangeError as exc:
+        metrics.exchange_call("failed", started)
         return Outcome(claim=claim, error=str(exc))
+    except Exception:  # no answer: the dispatcher re-sends the call
+        metrics.exchange_call("error", started)
+        raise
+    metrics.exchange_call("accepted", started)
     return Outcome(claim=claim, accepted_quantity=ack.quantity)
 
 
@@ -182,6 +191,7 @@ def _record_accepted(accepted: list[Outcome], now: datetime) -> None:
                 outcome.claim.order.pk,
                 outcome.accepted_quantity,
                 outcome.claim.order.remaining_quantity,
+                extra={"order_id": outcome.claim.order.pk},
             )
     claims = [outcome.claim for outcome in accepted]
     _finish_attempts([(c.order.pk, c.attempt) for c in claims], PlacementAttempt.Outcome.ACCEPTED, now)
@@ -195,10 +205,16 @@ def _record_accepted(accepted: list[Outcome], now: datetime) -> None:
         route_at=None,
         updated_at=now,
     )
+    metrics.orders_submitted(submitted, (c.order.created_at for c in claims), now)
     if submitted < len(claims):
         logger.warning("%s stale acceptances ignored", len(claims) - submitted)
     for claim in claims:
-        logger.info("order %s: submitted %s at the exchange", claim.order.pk, claim.order.remaining_quantity)
+        logger.info(
+            "order %s: submitted %s at the exchange",
+            claim.order.pk,
+            claim.order.remaining_quantity,
+            extra={"order_id": claim.order.pk},
+        )
 
 
 def _record_failure(outcome: Outcome, now: datetime) -> bool:
@@ -221,15 +237,24 @@ def _record_failure(outcome: Outcome, now: datetime) -> bool:
             updated_at=now,
         )
         if failed:
-            logger.warning("order %s: FAILED: %s", claim.order.pk, failure_reason)
+            metrics.order_failed("rejected" if outcome.permanent else "deadline")
+            logger.warning(
+                "order %s: FAILED: %s", claim.order.pk, failure_reason, extra={"order_id": claim.order.pk}
+            )
         return False
     retry_at = now + timedelta(seconds=retry_delay(claim.attempt))
     returned = _holding_claims([claim]).update(
         in_flight=False, needs_match=True, route_at=retry_at, last_error=error, updated_at=now
     )
     if returned:
+        metrics.placement_retried()
         logger.info(
-            "order %s: attempt %s failed (%s), retry at %s", claim.order.pk, claim.attempt, error, retry_at
+            "order %s: attempt %s failed (%s), retry at %s",
+            claim.order.pk,
+            claim.attempt,
+            error,
+            retry_at,
+            extra={"order_id": claim.order.pk},
         )
     return bool(returned)
 

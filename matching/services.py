@@ -5,6 +5,7 @@ matching pass is crossed, in arrival order, against the resting book; fills and
 order updates commit in one transaction (SPEC §5).
 """
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -18,6 +19,7 @@ from matching.engine import BookOrder, OrderBook
 from matching.locks import instrument_ensure, instrument_lock
 from matching.models import OrderMatch
 from orders.models import Order
+from ordersite import metrics
 from ordersite.db import retry_on_deadlock
 
 # Upper bound on the incoming orders one pass takes; the rest wait for the next pass.
@@ -110,6 +112,8 @@ def _match(isin: str, pending: list[Order], resting: list[Order], now: datetime)
                 fields.add("route_at")
 
     OrderMatch.objects.bulk_create(matches)
+    if matches:  # counted once committed: a deadlock victim's retry would count twice
+        transaction.on_commit(functools.partial(metrics.fills_committed, len(matches)))
     for order_id, fields in changed.items():
         rows[order_id].save_changes(*sorted(fields))
     # Resting orders that were only partly filled keep the plan they already have.

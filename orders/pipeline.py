@@ -27,7 +27,7 @@ def order_process(*, order_id, instrument: str | None = None) -> None:
     if instrument is None:
         instrument = Order.objects.filter(pk=order_id).values_list("instrument", flat=True).first()
     if instrument is None:
-        logger.warning("order %s: not found, nothing to process", order_id)
+        logger.warning("order %s: not found, nothing to process", order_id, extra={"order_id": order_id})
         return
     get_dispatcher().schedule(instrument_match_pending(isin=instrument))
 

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from orders.errors import ClientOrderIdConflict, OrderNotCancellable, OrderNotReprocessable
 from orders.models import Order
+from ordersite import metrics
 from ordersite.db import retry_on_deadlock
 
 
@@ -50,6 +51,7 @@ def order_create(
         if not _same_payload(existing, order):
             raise ClientOrderIdConflict() from None
         return existing, False
+    metrics.order_accepted()
     return order, True
 
 

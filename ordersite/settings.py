@@ -6,11 +6,14 @@ overrides live in ``ordersite/test_settings.py``.
 
 import os
 import secrets
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
-from ordersite.env import env_bool, env_float, env_int, env_list, env_str
+from ordersite.env import env_bool, env_float, env_int, env_list, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -27,14 +30,21 @@ def _secret_key() -> str:
         return key
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     key_file = VAR_DIR / "secret_key"
-    if not key_file.exists():
-        try:
-            with open(key_file, "x") as fh:
-                fh.write(secrets.token_urlsafe(50))
-            key_file.chmod(0o600)
-        except FileExistsError:
-            pass
-    return key_file.read_text().strip()
+    try:
+        # Private (0600) from the moment it exists; O_EXCL: one process writes it.
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(50))
+    # A process starting alongside the writer may find the file still empty.
+    for _ in range(100):
+        key = key_file.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.02)
+    raise ImproperlyConfigured(f"{key_file} is empty: delete it, or set DJANGO_SECRET_KEY")
 
 
 SECRET_KEY = _secret_key()
@@ -53,12 +63,15 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_q",
+    "django_prometheus",
     "orders",
     "matching",
     "exchange",
 ]
 
 MIDDLEWARE = [
+    # Responses and latency by view for /metrics (django-prometheus's names, 2 samples a request).
+    "ordersite.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -155,6 +168,19 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "orders.api.exceptions.exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
+    # Per-client rate limits, 429 + Retry-After (orders/api/throttling.py, docs/security.md).
+    # Counted in the default cache: per process unless REDIS_URL makes it shared.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "orders.api.throttling.UserThrottle",
+        "orders.api.throttling.AnonThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env_rate("API_THROTTLE_USER", "60000/min"),  # per user; "off" disables
+        "anon": env_rate("API_THROTTLE_ANON", "600/min"),  # per client address
+    },
+    # Anonymous clients are told apart by REMOTE_ADDR unless proxies are trusted to
+    # set X-Forwarded-For; DRF's default (None) would trust a client-sent header.
+    "NUM_PROXIES": env_int("DJANGO_TRUSTED_PROXIES", 0),
 }
 
 SPECTACULAR_SETTINGS = {
@@ -200,19 +226,115 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# --- Metrics (/metrics, docs/operations.md) ----------------------------------------
+# prometheus_client's multiprocess mode: every gunicorn and qcluster process writes its
+# counters to files here and /metrics sums them. The mode is fixed when prometheus_client
+# is first imported, which happens after the settings, so defaulting it here covers every
+# process. Empty the directory when the whole service starts (not per process).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip():
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(VAR_DIR / "prometheus")
+PROMETHEUS_MULTIPROC_DIR = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+# /metrics answers loopback clients only, unless this is set (then guard it elsewhere).
+METRICS_ALLOW_ALL = env_bool("METRICS_ALLOW_ALL", False)
+
+# LOG_FORMAT=plain (people) or json (one object a line, with extra= fields like order_id).
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ValueError(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "ordersite.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
-        "django_q": {"level": env_str("Q_LOG_LEVEL", "WARNING"), "propagate": True},
+        # django-q2 logs as "django-q" (its per-task INFO lines would flood the log).
+        "django-q": {"level": env_str("Q_LOG_LEVEL", "WARNING"), "propagate": True},
     },
 }
 
-SECURE_CONTENT_TYPE_NOSNIFF = True
-SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# --- Security (docs/security.md) ---------------------------------------------------------
+
+
+def security_settings(environ: Mapping[str, str]) -> dict:
+    """Cookie, HTTPS and response-header settings for an environment (unit-tested with a dict).
+
+    ``DJANGO_SECURE=1`` declares that clients reach the service over HTTPS only:
+    cookies go over HTTPS only, plain HTTP is redirected (except /healthz and
+    /metrics, probed over plain HTTP by load balancers and scrapers), and HSTS
+    tells browsers to use nothing but HTTPS for ``DJANGO_HSTS_SECONDS``. Off by
+    default, for ``make run`` on plain HTTP. Behind a proxy that terminates TLS,
+    ``DJANGO_TRUSTED_PROXIES`` (how many proxies overwrite X-Forwarded-For and
+    X-Forwarded-Proto) must be set too: only then is X-Forwarded-Proto believed
+    (a client could otherwise claim HTTPS), and without it the redirect loops.
+    """
+    secure = env_bool("DJANGO_SECURE", False, environ)
+    # The older DJANGO_SECURE_COOKIES still sets the two cookie flags on its own.
+    secure_cookies = secure or env_bool("DJANGO_SECURE_COOKIES", False, environ)
+    hsts_seconds = env_int("DJANGO_HSTS_SECONDS", 31_536_000, environ) if secure else 0
+    hsts = hsts_seconds > 0
+    hsts_subdomains = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True, environ)
+    hsts_preload = hsts and env_bool("DJANGO_HSTS_PRELOAD", False, environ)
+    trusted_proxies = env_int("DJANGO_TRUSTED_PROXIES", 0, environ)
+    return {
+        # Right over plain HTTP too.
+        "SECURE_CONTENT_TYPE_NOSNIFF": True,
+        "SECURE_REFERRER_POLICY": "same-origin",
+        "SECURE_CROSS_ORIGIN_OPENER_POLICY": "same-origin",
+        "X_FRAME_OPTIONS": "DENY",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "CSRF_COOKIE_SAMESITE": "Lax",
+        # HTTPS deployments.
+        "SESSION_COOKIE_SECURE": secure_cookies,
+        "CSRF_COOKIE_SECURE": secure_cookies,
+        "SECURE_SSL_REDIRECT": secure,
+        "SECURE_REDIRECT_EXEMPT": [r"^(healthz|metrics)/?$"],
+        "SECURE_HSTS_SECONDS": hsts_seconds,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": hsts and hsts_subdomains,
+        "SECURE_HSTS_PRELOAD": hsts_preload,
+        "SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https") if trusted_proxies > 0 else None,
+        "CSRF_TRUSTED_ORIGINS": env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [], environ),
+        # Preloading commits the whole registrable domain to HTTPS for good: the
+        # domain owner's decision (DJANGO_HSTS_PRELOAD=1), not a default of this service.
+        "SILENCED_SYSTEM_CHECKS": ["security.W021"] if hsts and not hsts_preload else [],
+    }
+
+
+def cache_settings(redis_url: str) -> dict:
+    """The default cache, which holds the API throttle counters.
+
+    With REDIS_URL, Redis: counters shared by every web process. Without, memory
+    per process: each gunicorn worker counts a client on its own.
+    """
+    if redis_url:
+        return {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": redis_url,
+                "KEY_PREFIX": "ordersite",
+                # A stuck Redis must not stall requests (the throttles then let them through).
+                "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+            }
+        }
+    # LocMemCache culls a third of its keys at MAX_ENTRIES (300 by default).
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
+
+
+_security = security_settings(os.environ)
+SILENCED_SYSTEM_CHECKS = [
+    *globals().get("SILENCED_SYSTEM_CHECKS", []),
+    *_security.pop("SILENCED_SYSTEM_CHECKS"),
+]
+globals().update(_security)
+del _security
+CACHES = cache_settings(REDIS_URL)

@@ -1,9 +1,19 @@
 """Test overrides, all in one place: a fast, deterministic exchange on real MySQL."""
 
+import atexit
+import os
+import shutil
+import tempfile
+
 from django.core.exceptions import ImproperlyConfigured
 
-from ordersite.settings import *  # noqa: F403
-from ordersite.settings import DATABASES
+# Metrics of a test run go to a directory of its own, never to a running service's
+# var/prometheus; set before the settings so prometheus_client starts in multiprocess mode.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="orders-test-metrics-")
+atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+from ordersite.settings import *  # noqa: E402, F403
+from ordersite.settings import DATABASES  # noqa: E402
 
 if DATABASES["default"]["ENGINE"] != "django.db.backends.mysql":
     raise ImproperlyConfigured(

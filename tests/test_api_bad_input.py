@@ -481,3 +481,154 @@ def test_too_many_query_parameters_is_400(api, method):
 
     assert response.status_code == 400, response.content
     assert_nothing_stored()
+
+
+# --- found by the schema campaign (tests/test_schema_fuzz.py) -------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["null", "abc", "-1", "0", "000", "1.5", "1e2", "+5", " 5", "٣", "５"],
+)
+def test_page_size_that_is_not_a_whole_number_is_rejected_with_400(api, value):
+    # DRF's pagination fell back to the default page size: a 200 for garbage.
+    response = api.get("/orders", {"page_size": value})
+
+    assert response.status_code == 400, response.content
+    assert list(response.json()) == ["page_size"]
+
+
+def test_page_size_of_thousands_of_digits_counts_as_the_cap(api):
+    OrderFactory(owner=api.user)
+
+    response = api.get("/orders", {"page_size": "9" * 5000})
+
+    assert response.status_code == 200, response.content
+    assert len(response.json()["results"]) == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page_size=null&page_size=null",
+        "page_size=1&page_size=2",
+        "side=buy&side=sell",
+        "type=limit&type=market",
+        f"instrument={ISIN}&instrument=US5949181045",
+        "client_order_id=a&client_order_id=b",
+        "created_after=2020-01-01T00:00:00Z&created_after=2021-01-01T00:00:00Z",
+        "cursor=a&cursor=b",
+    ],
+)
+def test_repeated_single_value_query_parameter_is_rejected_with_400(api, query):
+    # django-filter and DRF took the last value: a 200 (for two cursors, an "Invalid cursor" 404).
+    response = api.get(f"/orders?{query}")
+
+    assert response.status_code == 400, response.content
+    assert list(response.json()) == [query.split("=")[0]]
+
+
+def test_several_statuses_are_still_a_filter_not_a_repeat(api):
+    OrderFactory(owner=api.user)
+
+    response = api.get("/orders?status=OPEN&status=FAILED")
+
+    assert response.status_code == 200, response.content
+    assert len(response.json()["results"]) == 1
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "side",
+        "type",
+        "instrument",
+        "client_order_id",
+        "created_after",
+        "created_before",
+        "cursor",
+        "page_size",
+    ],
+)
+def test_empty_query_value_means_not_given(api, name):
+    # As the schema now says (allowEmptyValue): the browsable API's filter form sends empty fields.
+    OrderFactory(owner=api.user)
+
+    response = api.get(f"/orders?{name}=")
+
+    assert response.status_code == 200, response.content
+    assert len(response.json()["results"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("instrument", "US03783310051"),
+        ("client_order_id", "x" * 65),
+        ("instrument", "US\x00"),
+        ("client_order_id", "a\x00b"),
+    ],
+    ids=["instrument-too-long", "client-order-id-too-long", "instrument-nul", "client-order-id-nul"],
+)
+def test_filter_value_the_schema_refuses_is_rejected_with_400(api, name, value):
+    response = api.get("/orders", {name: value})
+
+    assert response.status_code == 400, response.content
+    assert list(response.json()) == [name]
+
+
+def _schema(client):
+    response = client.get("/api/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def _operation(document, path, method):
+    return next(ops for p, ops in document["paths"].items() if p.rstrip("/") == path)[method]
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "statuses"),
+    [
+        ("/orders", "post", {"200", "201", "400", "401", "409", "413", "415", "429", "500"}),
+        ("/orders", "get", {"200", "400", "401", "404", "429", "500"}),
+        ("/orders/{id}", "get", {"200", "401", "404", "429", "500"}),
+        ("/orders/{id}/cancel", "post", {"200", "401", "404", "409", "429", "500"}),
+    ],
+)
+def test_schema_documents_every_status_the_api_answers(api, path, method, statuses):
+    # Only the 2xx were documented: every 4xx was a contract violation.
+    responses = _operation(_schema(api), path, method)["responses"]
+
+    assert set(responses) == statuses
+    for status_code, response in responses.items():
+        assert "application/json" in response["content"], status_code
+
+
+def test_schema_states_the_limits_of_the_list_query_parameters(api):
+    parameters = {p["name"]: p for p in _operation(_schema(api), "/orders", "get")["parameters"]}
+
+    assert parameters["instrument"]["schema"]["maxLength"] == 12
+    assert parameters["client_order_id"]["schema"]["maxLength"] == 64
+    assert "pattern" in parameters["instrument"]["schema"]
+    assert parameters["page_size"]["schema"]["minimum"] == 1
+    assert {name for name, p in parameters.items() if p.get("allowEmptyValue")} == {
+        "side",
+        "type",
+        "instrument",
+        "client_order_id",
+        "created_after",
+        "created_before",
+        "cursor",
+        "page_size",
+    }
+
+
+def test_schema_states_the_rules_of_the_order_body(api):
+    body = _schema(api)["components"]["schemas"]["OrderCreateInput"]
+    properties = body["properties"]
+
+    assert body["additionalProperties"] is False
+    assert properties["instrument"]["pattern"] == "^[A-Za-z]{2}[A-Za-z0-9]{9}[0-9]$"
+    assert {branch["type"] for branch in properties["limit_price"]["oneOf"]} == {"string", "number"}
+    assert properties["client_order_id"]["minLength"] == 1

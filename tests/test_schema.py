@@ -107,4 +107,4 @@ def test_healthz_answers_without_authentication(anonymous):
     response = anonymous.get("/healthz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json()["status"] == "ok"

@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from orders.errors import LIMIT_PRICE_PROHIBITED, LIMIT_PRICE_REQUIRED
@@ -139,6 +140,7 @@ def order_representation(order: Order) -> dict:
 class OrderDetailOutputSerializer(OrderOutputSerializer):
     matches = serializers.SerializerMethodField()
 
+    @extend_schema_field(OrderMatchOutputSerializer(many=True))
     def get_matches(self, order) -> list[dict]:
         from orders.selectors import match_list_for_order
 
