@@ -511,6 +511,10 @@ def test_an_empty_key_file_is_refused_not_used(tmp_path):
     assert "ImproperlyConfigured" in result.stderr
 
 
+# Split so this file does not find itself.
+INSECURE_KEY_MARK = "django-" + "insecure"
+
+
 def tracked_files():
     if not shutil.which("git") or not (BASE_DIR / ".git").exists():
         pytest.skip("not a git checkout")
@@ -526,8 +530,8 @@ def test_no_secret_key_is_hard_coded_in_the_repository():
         if path.suffix != ".py" or not path.is_file():
             continue
         text = path.read_text(errors="replace")
-        if "django-insecure" in text:
-            offenders.append(f"{path}: django-insecure key")
+        if INSECURE_KEY_MARK in text:
+            offenders.append(f"{path}: {INSECURE_KEY_MARK} key")
         for node in ast.walk(ast.parse(text)):
             # SECRET_KEY = "literal"
             if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Constant):
