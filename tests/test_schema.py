@@ -108,3 +108,11 @@ def test_healthz_answers_without_authentication(anonymous):
 
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
+
+
+def test_swagger_ui_assets_are_served_locally_not_from_a_cdn(client):
+    page = client.get("/api/docs")
+
+    assert page.status_code == 200
+    assert b"/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page.content
+    assert b"cdn.jsdelivr" not in page.content
