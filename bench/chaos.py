@@ -193,14 +193,26 @@ def main():
 
         phase("worker cluster SIGKILL", kill_cluster)
 
-        def kill_web_worker():
-            workers = subprocess.run(
-                ["pgrep", "-P", str(web.process.pid)], text=True, capture_output=True
-            ).stdout.split()
-            if workers:
-                os.kill(int(workers[0]), signal.SIGKILL)  # the master forks a new one
+        def kill_web_workers_mid_request(times=5):
+            """SIGKILL a web worker while it is running (a sync worker runs only inside a request)."""
+            before = load.errors
+            killed = 0
+            deadline = time.monotonic() + PHASE_SECONDS / 2
+            while killed < times and time.monotonic() < deadline:
+                workers = subprocess.run(
+                    ["pgrep", "-P", str(web.process.pid)], text=True, capture_output=True
+                ).stdout.split()
+                busy = [pid for pid in map(int, workers) if _proc_state(pid) == "R"]
+                if busy:
+                    os.kill(busy[0], signal.SIGKILL)  # the master forks a new one
+                    killed += 1
+                    time.sleep(1.0)
+                else:
+                    time.sleep(0.001)
+            time.sleep(1.0)
+            log(f"killed {killed} busy web workers; {load.errors - before} client requests broke (retried)")
 
-        phase("web worker SIGKILL", kill_web_worker)
+        phase("web worker SIGKILL", kill_web_workers_mid_request)
         phase("exchange 100% outage", outage_file.touch, lambda: outage_file.unlink(missing_ok=True))
         phase("MySQL crash + restart", lambda: mysql.crash_and_restart())
         load.phase = "after faults"
