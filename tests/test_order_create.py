@@ -12,26 +12,9 @@ from django_q.models import OrmQ
 from orders.errors import LIMIT_PRICE_PROHIBITED, LIMIT_PRICE_REQUIRED
 from orders.models import Order
 from orders.tasks import PROCESS_ORDER_TASK
+from tests.contract import REPRESENTATION_FIELDS
 
 ISIN = "US0378331005"
-
-REPRESENTATION_FIELDS = {
-    "id",
-    "client_order_id",
-    "created_at",
-    "updated_at",
-    "type",
-    "side",
-    "instrument",
-    "limit_price",
-    "quantity",
-    "matched_quantity",
-    "placed_quantity",
-    "remaining_quantity",
-    "average_match_price",
-    "status",
-    "failure_reason",
-}
 
 
 def market(**overrides):

@@ -3,6 +3,8 @@
 import pytest
 from rest_framework.test import APIClient
 
+from tests.contract import REPRESENTATION_FIELDS
+
 
 @pytest.fixture
 def anonymous(db):
@@ -69,23 +71,7 @@ def test_schema_documents_the_order_representation(anonymous):
 
     properties = set(schemas["OrderOutput"]["properties"])
 
-    assert {
-        "id",
-        "client_order_id",
-        "created_at",
-        "updated_at",
-        "type",
-        "side",
-        "instrument",
-        "limit_price",
-        "quantity",
-        "matched_quantity",
-        "placed_quantity",
-        "remaining_quantity",
-        "average_match_price",
-        "status",
-        "failure_reason",
-    } <= properties
+    assert REPRESENTATION_FIELDS <= properties
 
 
 def test_schema_is_served_as_yaml_by_default(anonymous):
