@@ -121,6 +121,26 @@ def intake(base, token):
     log(f"throughput ratio      : {ours['rps'] / bare['rps']:.2f}x  (target >= 0.80x)")
 
 
+DOMAIN_COUNTERS = (
+    "orders_accepted_total",
+    "orders_matched_fills_total",
+    "orders_placed_total",
+    "orders_failed_total",
+    "orders_submit_latency_seconds_count",
+)
+
+
+def scrape_metrics(base) -> dict[str, float]:
+    """GET /metrics (as Prometheus would, from loopback); sum each sample name over its labels."""
+    totals: dict[str, float] = {}
+    for line in urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            name = name.split("{")[0]
+            totals[name] = totals.get(name, 0.0) + float(value)
+    return totals
+
+
 QUEUE_DEPTH = "import json; from django_q.models import OrmQ; print(json.dumps(OrmQ.objects.count()))"
 
 
@@ -204,6 +224,7 @@ def main():
             f"{env.get('EXCHANGE_FAILURE_RATE', '0.1')}, matching window {env.get('MATCHING_WINDOW', '0.5')}s"
         )
         questions_before = db_questions(env)
+        metrics_before = scrape_metrics(base)
         load = wrk(f"{base}/orders", token, E2E_SECONDS, E2E_CONNECTIONS, lua)
         log(
             f"POST under load       : {load['rps']:8.1f} req/s  p50 {load['p50']}  p99 {load['p99']}"
@@ -235,6 +256,12 @@ def main():
         questions = db_questions(env) - questions_before
         log(f"orders accepted       : {stats['n']}  by status {stats['statuses']}")
         log(f"database statements   : {questions / stats['n']:.1f} per order (server-wide)")
+        metrics_after = scrape_metrics(base)
+        moved = ", ".join(
+            f"{name} +{metrics_after.get(name, 0) - metrics_before.get(name, 0):g}"
+            for name in DOMAIN_COUNTERS
+        )
+        log(f"/metrics during run   : {moved}")
         log(
             f"settled end to end    : {stats['n'] / stats['seconds']:8.1f} orders/s "
             f"({stats['n']} orders, first POST to last settlement {stats['seconds']:.1f}s; target >= 150)"
