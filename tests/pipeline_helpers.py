@@ -1,5 +1,6 @@
 """Helpers for pipeline tests: run what is really in the queue, build exchanges, wait."""
 
+import threading
 import time
 
 from django_q.models import OrmQ
@@ -54,3 +55,22 @@ def wait_until_settled(timeout: float, poll: float = 0.1) -> list[Order]:
 def assert_invariants() -> None:
     violations = invariant_violations()
     assert violations == [], "\n".join(violations)
+
+
+class ConcurrencyProbe(SimulatedExchange):
+    """The simulated exchange, recording how many calls were in flight at once."""
+
+    lock = threading.Lock()
+    in_flight = 0
+    peak = 0
+
+    def place_order(self, order):
+        cls = type(self)
+        with cls.lock:
+            cls.in_flight += 1
+            cls.peak = max(cls.peak, cls.in_flight)
+        try:
+            return super().place_order(order)
+        finally:
+            with cls.lock:
+                cls.in_flight -= 1
