@@ -141,3 +141,28 @@ def test_actions_leave_an_audit_trail_in_the_order_history(clerk_client):
     assert entry.get_change_message() == "Reprocessed via the admin action."
     history = clerk_client.get(reverse("admin:orders_order_history", args=[failed.pk]))
     assert "Reprocessed via the admin action." in history.content.decode()
+
+
+def test_failed_order_page_reprocesses_it_with_one_button(clerk_client):
+    failed = FailedOrderFactory(quantity=100)
+    page_url = reverse("admin:orders_order_change", args=[failed.pk])
+    button_url = reverse("admin:orders_order_reprocess", args=[failed.pk])
+    assert button_url.encode() in clerk_client.get(page_url).content
+
+    response = clerk_client.post(button_url, follow=True)
+
+    assert response.redirect_chain[-1][0] == page_url
+    failed.refresh_from_db()
+    assert failed.status == Order.Status.OPEN and failed.remaining_quantity == 100
+    assert b"Reprocess this order" not in response.content  # no longer FAILED
+
+
+def test_reprocess_button_needs_the_permission_and_a_post(client):
+    failed = FailedOrderFactory()
+    client.force_login(StaffUserFactory())
+    button_url = reverse("admin:orders_order_reprocess", args=[failed.pk])
+
+    assert client.get(button_url).status_code == 405
+    assert client.post(button_url).status_code == 403
+    failed.refresh_from_db()
+    assert failed.status == Order.Status.FAILED
