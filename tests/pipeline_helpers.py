@@ -29,7 +29,7 @@ def run_queued_tasks() -> int:
 class ScriptedExchange(SimulatedExchange):
     """The simulated exchange (real ledger), failing the first ``failures`` calls."""
 
-    def __init__(self, failures: int = 0, error=OrderPlacementError, **kwargs):
+    def __init__(self, failures: int = 0, error=OrderPlacementError):
         super().__init__(latency=0, failure_rate=0)
         self.failures = failures
         self.error = error
