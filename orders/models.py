@@ -98,10 +98,6 @@ class Order(models.Model):
         return f"{self.side} {self.quantity} {self.instrument}{price} ({self.status})"
 
     @property
-    def is_terminal(self) -> bool:
-        return self.status in self.TERMINAL_STATUSES
-
-    @property
     def average_match_price(self) -> Decimal | None:
         if not self.matched_quantity:
             return None
