@@ -1,8 +1,14 @@
 """django-q2 tasks: thin wrappers that take an id and call a service (STYLE)."""
 
+import logging
+
 from django.conf import settings
 from django.db import transaction
 from django_q.tasks import async_task
+
+from ordersite import metrics
+
+logger = logging.getLogger("orders.tasks")
 
 PROCESS_ORDER_TASK = "orders.tasks.process_order"
 SWEEP_TASK = "orders.tasks.sweep"
@@ -13,14 +19,29 @@ def enqueue_order_processing(order_id, instrument: str) -> None:
 
     With the ORM broker on the default database the queue row is written in the
     caller's transaction (an outbox for free); with Redis it is pushed only once
-    the transaction has committed. The sweeper covers a push lost in between.
+    the transaction has committed; a failed push is logged, never raised, because
+    the order is stored by then, and the sweeper re-drives it.
     """
     # The instrument rides along so the worker need not look the order up to find its book.
     args = (PROCESS_ORDER_TASK, str(order_id), instrument)
     if "orm" in settings.Q_CLUSTER:
         async_task(*args, task_name=f"process-{order_id}")
     else:
-        transaction.on_commit(lambda: async_task(*args, task_name=f"process-{order_id}"))
+        transaction.on_commit(lambda: _push_after_commit(order_id, args))
+
+
+def _push_after_commit(order_id, args) -> None:
+    try:
+        async_task(*args, task_name=f"process-{order_id}")
+    except Exception as exc:
+        metrics.processing_push_failed()
+        logger.error(
+            "order %s: stored, but queueing its processing failed (%s: %s); the sweeper will re-drive it",
+            order_id,
+            type(exc).__name__,
+            exc,
+            extra={"order_id": order_id},
+        )
 
 
 def process_order(order_id: str, instrument: str | None = None) -> None:

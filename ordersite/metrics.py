@@ -29,6 +29,7 @@ EXCHANGE_CALL_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 1, 2, 5, 10
 
 FAILURE_REASONS = ("rejected", "deadline")
 CALL_OUTCOMES = ("accepted", "failed", "rejected", "error")
+STATUS_ANSWERS = ("held", "not_held", "unknown")
 
 
 class _Metrics:
@@ -59,7 +60,22 @@ class _Metrics:
             ["outcome"],
             buckets=EXCHANGE_CALL_BUCKETS,
         )
+        self.status_checks = Counter(
+            "orders_exchange_status_checks",
+            "Questions to the exchange about an attempt whose outcome was unknown, by answer.",
+            ["answer"],
+        )
+        self.quantity_mismatches = Counter(
+            "orders_exchange_quantity_mismatches",
+            "Orders the exchange holds for another quantity than the remainder we sent (alert on any).",
+        )
+        self.push_failures = Counter(
+            "orders_processing_push_failures",
+            "Committed orders whose processing push to the broker failed (the sweeper re-drives them).",
+        )
         # Every label value from the start, so rates and alerts see zeros, not gaps.
+        for answer in STATUS_ANSWERS:
+            self.status_checks.labels(answer)
         for reason in FAILURE_REASONS:
             self.failed.labels(reason)
         for outcome in CALL_OUTCOMES:
@@ -117,6 +133,18 @@ def order_failed(reason: str) -> None:
 
 def placement_retried() -> None:
     _metrics().retried.inc()
+
+
+def status_checked(answer: str) -> None:
+    _metrics().status_checks.labels(answer).inc()
+
+
+def quantity_mismatch() -> None:
+    _metrics().quantity_mismatches.inc()
+
+
+def processing_push_failed() -> None:
+    _metrics().push_failures.inc()
 
 
 def exchange_call(outcome: str, started: float) -> None:

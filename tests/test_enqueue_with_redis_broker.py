@@ -40,3 +40,35 @@ def test_rolled_back_order_is_never_pushed(redis_configured, user, django_captur
 
     assert callbacks == []
     assert not OrmQ.objects.exists()
+
+
+@pytest.fixture
+def redis_unreachable(redis_configured, monkeypatch):
+    """A real Redis broker whose server is down: nothing listens on the port."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "REDIS", "redis://127.0.0.1:1/0")
+
+
+def test_order_is_201_and_stored_when_redis_is_down_and_the_sweeper_picks_it_up(
+    redis_unreachable, api, django_capture_on_commit_callbacks, caplog
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from orders.models import Order
+    from orders.pipeline import pipeline_sweep
+
+    body = {"type": "market", "side": "buy", "instrument": "US0378331005", "quantity": 5}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post("/orders", body, format="json")
+
+    assert response.status_code == 201, response.content
+    order = Order.objects.get(pk=response.json()["id"])
+    assert order.needs_match
+    assert f"order {order.pk}: stored, but queueing its processing failed" in caplog.text
+
+    report = pipeline_sweep(now=timezone.now() + timedelta(hours=1))
+    assert report.rematched_instruments == [order.instrument]
