@@ -1,8 +1,10 @@
 """The per-instrument lock: one row per ISIN, locked FOR UPDATE.
 
-Everything that changes which orders rest in an instrument's book (matching,
-claiming for the exchange, cancelling) holds this lock, so each instrument is
-processed one transaction at a time while different instruments run in parallel.
+Matching passes take this lock, so each instrument is matched one transaction at
+a time while different instruments run in parallel. Claims for the exchange,
+exchange outcomes and cancels do not take it: they are single compare-and-set
+UPDATEs on the order row (``orders/transitions.py``), and a matching pass locks
+the rows it crosses, so the two serialize on the row instead.
 """
 
 from django.db import transaction

@@ -6,11 +6,8 @@ order updates commit in one transaction (SPEC §5).
 """
 
 import functools
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import datetime
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -18,7 +15,9 @@ from django.utils import timezone
 from matching.engine import BookOrder, OrderBook
 from matching.locks import instrument_ensure, instrument_lock
 from matching.models import OrderMatch
+from orders import transitions
 from orders.models import Order
+from orders.plans import RoutePlan
 from ordersite import metrics
 from ordersite.db import retry_on_deadlock
 
@@ -26,24 +25,15 @@ from ordersite.db import retry_on_deadlock
 MATCH_BATCH_SIZE = 500
 
 
-@dataclass(frozen=True)
-class RoutePlan:
-    """An order resting in the book whose remainder is due at the exchange at ``route_at``."""
-
-    order_id: object
-    instrument: str
-    route_at: datetime
-    # Re-send a call whose worker was lost mid-flight (the exchange dedupes by order id).
-    recover: bool = False
-
-
 @retry_on_deadlock
 def instrument_match_pending(*, isin: str, now: datetime | None = None) -> list[RoutePlan]:
     """Run one matching pass over ``isin``; return the orders it left resting, with due times."""
-    in_book_or_pending = Order.objects.filter(instrument=isin, status__in=Order.WORKING_STATUSES).filter(
-        Q(needs_match=True) | Q(in_flight=False, remaining_quantity__gt=0)
+    in_book_or_pending = (
+        Order.objects.working()
+        .filter(instrument=isin)
+        .filter(Q(needs_match=True) | Q(in_flight=False, remaining_quantity__gt=0))
     )
-    if not in_book_or_pending.filter(needs_match=True).exists():
+    if not Order.objects.awaiting_match().filter(instrument=isin).exists():
         return []  # an earlier pass took this order with its batch
     instrument_ensure(isin)
     with transaction.atomic():
@@ -98,24 +88,17 @@ def _match(isin: str, pending: list[Order], resting: list[Order], now: datetime)
                 )
             )
             for order_id in (fill.incoming_id, fill.resting_id):
-                _apply_fill(rows[order_id], fill.quantity, price)
-                changed.setdefault(order_id, set()).update(
-                    {"matched_quantity", "matched_notional", "remaining_quantity", "status"}
-                )
-        order.needs_match = False
-        fields = changed.setdefault(order.pk, set())
-        fields.add("needs_match")
+                fields = transitions.order_fill_internally(rows[order_id], fill.quantity, price)
+                changed.setdefault(order_id, set()).update(fields)
+        changed.setdefault(order.pk, set()).update(transitions.order_finish_match_pass(order, now))
         if order.remaining_quantity > 0:
             book.add(incoming)
-            if order.route_at is None:
-                order.route_at = now + timedelta(seconds=settings.MATCHING_WINDOW)
-                fields.add("route_at")
 
     OrderMatch.objects.bulk_create(matches)
     if matches:  # counted once committed: a deadlock victim's retry would count twice
         transaction.on_commit(functools.partial(metrics.fills_committed, len(matches)))
     for order_id, fields in changed.items():
-        rows[order_id].save_changes(*sorted(fields))
+        transitions.order_save(rows[order_id], fields)
     # Resting orders that were only partly filled keep the plan they already have.
     return [
         RoutePlan(order_id=order.pk, instrument=isin, route_at=order.route_at)
@@ -132,10 +115,3 @@ def _book_order(order: Order, sequence: dict) -> BookOrder:
         remaining=order.remaining_quantity,
         sequence=sequence[order.pk],
     )
-
-
-def _apply_fill(order: Order, quantity: int, price: Decimal) -> None:
-    order.matched_quantity += quantity
-    order.matched_notional += price * quantity
-    order.remaining_quantity -= quantity
-    order.status = Order.Status.MATCHED if order.remaining_quantity == 0 else Order.Status.PARTIAL

@@ -23,10 +23,8 @@ MARKET_LEVEL = "MKT"
 
 
 def resting_orders(*, isin: str | None = None) -> QuerySet[Order]:
-    """Orders resting in an internal book: working, with quantity left, no exchange call in flight."""
-    queryset = Order.objects.filter(
-        status__in=Order.WORKING_STATUSES, remaining_quantity__gt=0, in_flight=False
-    )
+    """Orders in an internal book or about to enter it (awaiting their match), not in flight."""
+    queryset = Order.objects.working().filter(remaining_quantity__gt=0, in_flight=False)
     if isin is not None:
         queryset = queryset.filter(instrument=isin)
     return queryset
@@ -198,7 +196,7 @@ def dashboard(*, now: datetime | None = None) -> Dashboard:
     failed_last_hour = Order.objects.filter(
         status=Order.Status.FAILED, updated_at__gte=now - timedelta(hours=1)
     ).count()
-    working = Order.objects.filter(status__in=Order.WORKING_STATUSES)
+    working = Order.objects.working()
     stats = working.aggregate(oldest=Min("created_at"), in_flight=Count("id", filter=Q(in_flight=True)))
     oldest_id = None
     if stats["oldest"] is not None:

@@ -9,6 +9,10 @@ NOT_CANCELLABLE = (
     "in the internal book with no exchange call in flight can be cancelled"
 )
 NOT_REPROCESSABLE = "Order {order_id} is {status}, not FAILED: nothing to reprocess"
+EXCHANGE_STATUS_UNKNOWN = (
+    "Order {order_id} was not reprocessed: the exchange could not say whether it holds the order "
+    "({error}); try again"
+)
 
 
 class OrderError(Exception):
@@ -33,3 +37,10 @@ class OrderNotCancellable(OrderError):
 class OrderNotReprocessable(OrderError):
     def __init__(self, order):
         super().__init__(NOT_REPROCESSABLE.format(order_id=order.id, status=order.status))
+
+
+class ExchangeStatusUnknown(OrderError):
+    """Reprocess needs the exchange's word that it does not hold the order, and did not get it."""
+
+    def __init__(self, order, error):
+        super().__init__(EXCHANGE_STATUS_UNKNOWN.format(order_id=order.id, error=error))

@@ -8,6 +8,26 @@ from django.db import models
 from django.utils import timezone
 
 
+class OrderQuerySet(models.QuerySet):
+    """The pipeline's concepts, named once (STYLE): every module filters through these."""
+
+    def working(self):
+        """Accepted and not yet settled: in the book, awaiting a match, or in flight."""
+        return self.filter(status__in=Order.WORKING_STATUSES)
+
+    def awaiting_match(self):
+        """Working orders waiting for their matching pass as the incoming order."""
+        return self.working().filter(needs_match=True)
+
+    def resting(self):
+        """The internal book (SPEC §5): working, quantity left, matched already, no call in flight."""
+        return self.working().filter(needs_match=False, in_flight=False, remaining_quantity__gt=0)
+
+    def in_flight(self):
+        """Possibly at the exchange: a call is under way or its outcome is not known yet (SPEC §6)."""
+        return self.working().filter(in_flight=True)
+
+
 class Order(models.Model):
     class Type(models.TextChoices):
         MARKET = "market", "Market"
@@ -65,6 +85,8 @@ class Order(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
+    objects = OrderQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         permissions = [
@@ -104,11 +126,7 @@ class Order(models.Model):
         return (self.matched_notional / self.matched_quantity).quantize(Decimal("0.0001"))
 
     def save_changes(self, *fields: str) -> None:
-        """Persist the named fields, stamping the progress clock.
-
-        Every state change of an order goes through here (STYLE: one place,
-        always ``update_fields``).
-        """
+        """Persist the named fields, stamping the progress clock (``orders/transitions.py`` calls it)."""
         self.updated_at = timezone.now()
         self.save(update_fields=[*fields, "updated_at"])
 
@@ -121,7 +139,8 @@ class PlacementAttempt(models.Model):
         ACCEPTED = "accepted", "Accepted"
         FAILED = "failed", "Failed (will retry)"
         REJECTED = "rejected", "Rejected"
-        ABANDONED = "abandoned", "Abandoned (worker lost)"
+        NOT_HELD = "not_held", "Not held (outcome unknown, the exchange said no)"
+        ABANDONED = "abandoned", "Abandoned (worker lost)"  # rows from before the status check
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="placement_attempts_log")
     number = models.PositiveIntegerField()

@@ -106,7 +106,7 @@ def unsettled_orders() -> UnsettledOrders:
     its cost follows the orders still working, not the table.
     """
     rows = (
-        Order.objects.filter(status__in=Order.WORKING_STATUSES)
+        Order.objects.working()
         .values("status")
         .annotate(count=Count("pk"), oldest=Min("created_at"))
         .order_by()

@@ -3,7 +3,8 @@
 ``order_process`` runs when an order's task comes off the queue: it matches the
 order's instrument and hands every order left resting to this process's
 placement dispatcher. ``pipeline_sweep`` re-drives orders that stopped making
-progress because a process, a push or a timer was lost.
+progress because a process, a push or a timer was lost; for a call lost in
+flight it asks the exchange, never re-sends.
 """
 
 import logging
@@ -13,9 +14,10 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from exchange.dispatcher import get_dispatcher
-from matching.services import RoutePlan, instrument_match_pending
+from matching.services import instrument_match_pending
+from orders.dispatcher import get_dispatcher
 from orders.models import Order
+from orders.plans import RoutePlan
 
 logger = logging.getLogger("orders.pipeline")
 
@@ -32,6 +34,15 @@ def order_process(*, order_id, instrument: str | None = None) -> None:
     get_dispatcher().schedule(instrument_match_pending(isin=instrument))
 
 
+def lost_call_age() -> float:
+    """Seconds after which an exchange call without an answer counts as lost.
+
+    Past twice the exchange's stale-order cutoff no call still on its way can land,
+    so its answer to a status question is final; never sooner than the stall timeout.
+    """
+    return max(settings.PIPELINE_STALL_TIMEOUT, 2 * settings.EXCHANGE_CALL_TIMEOUT)
+
+
 @dataclass
 class SweepReport:
     rematched_instruments: list[str] = field(default_factory=list)
@@ -42,7 +53,7 @@ class SweepReport:
         return (
             f"re-matched {len(self.rematched_instruments)} instruments, "
             f"re-routed {self.overdue} overdue orders, "
-            f"re-sent {self.lost_in_flight} calls lost in flight"
+            f"asked the exchange about {self.lost_in_flight} calls lost in flight"
         )
 
 
@@ -55,34 +66,31 @@ def pipeline_sweep(*, now: datetime | None = None) -> SweepReport:
     due = timezone.now()
     now = now or due
     stalled_since = now - timedelta(seconds=settings.PIPELINE_STALL_TIMEOUT)
-    # An exchange call takes EXCHANGE_LATENCY; only one far past that is lost.
-    lost_since = now - timedelta(seconds=max(settings.PIPELINE_STALL_TIMEOUT, 4 * settings.EXCHANGE_LATENCY))
-    working = Order.objects.filter(status__in=Order.WORKING_STATUSES)
+    lost_since = now - timedelta(seconds=lost_call_age())
     report = SweepReport()
     plans: list[RoutePlan] = []
 
     report.rematched_instruments = sorted(
         set(
-            working.filter(needs_match=True, updated_at__lt=stalled_since).values_list(
-                "instrument", flat=True
-            )[:SWEEP_LIMIT]
+            Order.objects.awaiting_match()
+            .filter(updated_at__lt=stalled_since)
+            .values_list("instrument", flat=True)[:SWEEP_LIMIT]
         )
     )
     for isin in report.rematched_instruments:
         plans.extend(instrument_match_pending(isin=isin))
 
-    overdue = working.filter(
-        needs_match=False, in_flight=False, remaining_quantity__gt=0, route_at__lt=stalled_since
-    ).values_list("pk", "instrument")[:SWEEP_LIMIT]
-    for order_id, isin in overdue:
+    overdue = Order.objects.resting().filter(route_at__lt=stalled_since).values_list("pk", "instrument")
+    for order_id, isin in overdue[:SWEEP_LIMIT]:
         plans.append(RoutePlan(order_id=order_id, instrument=isin, route_at=due))
         report.overdue += 1
 
-    lost = working.filter(in_flight=True, last_attempt_at__lt=lost_since).values_list("pk", "instrument")[
-        :SWEEP_LIMIT
-    ]
-    for order_id, isin in lost:
-        plans.append(RoutePlan(order_id=order_id, instrument=isin, route_at=due, recover=True))
+    # The question names the attempt: if the order moves on meanwhile, it matches nothing.
+    lost = Order.objects.in_flight().filter(last_attempt_at__lt=lost_since)
+    for order_id, isin, attempt in lost.values_list("pk", "instrument", "placement_attempts")[:SWEEP_LIMIT]:
+        plans.append(
+            RoutePlan(order_id=order_id, instrument=isin, route_at=due, recover=True, attempt=attempt)
+        )
         report.lost_in_flight += 1
 
     get_dispatcher().schedule(plans)

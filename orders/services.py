@@ -1,14 +1,24 @@
-"""Writes to orders: create, cancel, reprocess (STYLE: services own every write)."""
+"""Writes to orders: create, cancel, reprocess (STYLE: services decide, ``transitions`` moves)."""
 
+import logging
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from orders.errors import ClientOrderIdConflict, OrderNotCancellable, OrderNotReprocessable
+from exchange.gateway import ExchangeError, get_exchange
+from orders import transitions
+from orders.errors import (
+    ClientOrderIdConflict,
+    ExchangeStatusUnknown,
+    OrderNotCancellable,
+    OrderNotReprocessable,
+)
 from orders.models import Order
 from ordersite import metrics
 from ordersite.db import retry_on_deadlock
+
+logger = logging.getLogger("orders.services")
 
 
 def order_create(
@@ -62,51 +72,45 @@ def _same_payload(existing: Order, new: Order) -> bool:
 
 @retry_on_deadlock
 def order_cancel(*, order: Order) -> Order:
-    """Cancel an order resting in the internal book with no exchange call in flight.
-
-    One compare-and-set UPDATE: it waits for a matching pass holding the row and
-    then sees its outcome, and it cannot overtake a claim for the exchange.
-    """
-    cancelled = Order.objects.filter(pk=order.pk, status__in=Order.WORKING_STATUSES, in_flight=False).update(
-        status=Order.Status.CANCELLED,
-        remaining_quantity=0,
-        needs_match=False,
-        route_at=None,
-        updated_at=timezone.now(),
-    )
+    """Cancel an order working in the internal book with no exchange call in flight."""
+    cancelled = transitions.order_cancel_in_book(order.pk, timezone.now())
     order.refresh_from_db()
     if not cancelled:
         raise OrderNotCancellable(order)
     return order
 
 
-def order_reprocess(*, order: Order) -> Order:
+def order_reprocess(*, order: Order, exchange=None) -> Order:
     """Put a FAILED order's unfilled quantity back to work (SPEC §4: explicit reprocess).
 
-    The order re-enters the pipeline as if it had just arrived: matched and placed
-    quantities stay, the rest is working again, and the placement deadline restarts.
+    First the exchange is asked whether it holds the order (SPEC §6: only its answer
+    ends the doubt). Held: the order is reconciled to SUBMITTED with what the
+    exchange holds. Not held: it re-enters the pipeline as if it had just arrived —
+    matched and placed quantities stay, the rest works again, the placement
+    deadline restarts. No answer: nothing changes and ``ExchangeStatusUnknown`` says so.
     """
     from orders.tasks import enqueue_order_processing
 
+    if Order.objects.filter(pk=order.pk).values_list("status", flat=True).first() != Order.Status.FAILED:
+        order.refresh_from_db()
+        raise OrderNotReprocessable(order)
+    try:
+        status = (exchange or get_exchange()).order_status(order.pk)
+    except ExchangeError as exc:
+        raise ExchangeStatusUnknown(order, exc) from exc
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
         if order.status != Order.Status.FAILED:
             raise OrderNotReprocessable(order)
-        order.remaining_quantity = order.quantity - order.matched_quantity - order.placed_quantity
-        order.status = Order.Status.PARTIAL if order.matched_quantity else Order.Status.OPEN
-        order.failure_reason = ""
-        order.needs_match = True
-        order.in_flight = False
-        order.route_at = None
-        order.first_attempt_at = None
-        order.save_changes(
-            "remaining_quantity",
-            "status",
-            "failure_reason",
-            "needs_match",
-            "in_flight",
-            "route_at",
-            "first_attempt_at",
-        )
+        if status.held:
+            transitions.order_reconcile_held(order, status.quantity)
+            logger.error(
+                "order %s: FAILED but the exchange holds %s; reconciled to SUBMITTED",
+                order.pk,
+                status.quantity,
+                extra={"order_id": order.pk},
+            )
+            return order
+        transitions.order_reprocess(order)
         enqueue_order_processing(order.pk, order.instrument)
     return order

@@ -203,7 +203,10 @@ EXCHANGE_PLACEMENT_DEADLINE = env_float("EXCHANGE_PLACEMENT_DEADLINE", 600)
 EXCHANGE_OUTAGE_FILE = env_str("EXCHANGE_OUTAGE_FILE", "")
 # Exchange calls one worker process keeps in flight at once.
 EXCHANGE_CONCURRENCY = env_int("EXCHANGE_CONCURRENCY", 64)
-# Backoff between placement attempts: base * 2**n with full jitter, capped.
+# The simulated exchange refuses an order arriving longer than this after it was sent, so
+# once a lost call is that old the exchange's "not held" is final (docs/architecture.md §4).
+EXCHANGE_CALL_TIMEOUT = env_float("EXCHANGE_CALL_TIMEOUT", max(2.0, 4 * EXCHANGE_LATENCY))
+# Backoff between placement attempts: base * 2**n, capped, with equal jitter (half fixed, half random).
 EXCHANGE_RETRY_BASE = env_float("EXCHANGE_RETRY_BASE", 0.5)
 EXCHANGE_RETRY_CAP = env_float("EXCHANGE_RETRY_CAP", 30)
 MATCHING_WINDOW = env_float("MATCHING_WINDOW", 0.5)

@@ -68,7 +68,7 @@ class CollectingDispatcher:
 def dispatcher(request, monkeypatch):
     import os
 
-    from exchange import dispatcher as dispatcher_module
+    from orders import dispatcher as dispatcher_module
 
     marker = request.node.get_closest_marker("django_db")
     transactional = marker is not None and marker.kwargs.get("transaction", False)

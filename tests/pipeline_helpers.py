@@ -27,19 +27,28 @@ def run_queued_tasks() -> int:
 
 
 class ScriptedExchange(SimulatedExchange):
-    """The simulated exchange (real ledger), failing the first ``failures`` calls."""
+    """The simulated exchange (real ledger), failing the first ``failures`` placements
+    and the first ``status_failures`` status questions."""
 
-    def __init__(self, failures: int = 0, error=OrderPlacementError):
+    def __init__(self, failures: int = 0, error=OrderPlacementError, status_failures: int = 0):
         super().__init__(latency=0, failure_rate=0)
         self.failures = failures
         self.error = error
         self.calls = 0
+        self.status_failures = status_failures
+        self.status_calls = 0
 
     def place_order(self, order):
         self.calls += 1
         if self.calls <= self.failures:
             raise self.error(f"Failed to place order {order.id}: Connection not available")
         return super().place_order(order)
+
+    def order_status(self, order_id):
+        self.status_calls += 1
+        if self.status_calls <= self.status_failures:
+            raise OrderPlacementError(f"Failed to query order {order_id}: Connection not available")
+        return super().order_status(order_id)
 
 
 def wait_until_settled(timeout: float, poll: float = 0.1) -> list[Order]:

@@ -14,10 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
 from exchange.gateway import OrderRejectedError
-from exchange.services import placement_run
-from matching.services import RoutePlan, instrument_match_pending
+from matching.services import instrument_match_pending
 from orders import ops
 from orders.models import Order
+from orders.placement import placement_run
+from orders.plans import RoutePlan
 from tests.factories import OrderFactory
 from tests.pipeline_helpers import ScriptedExchange
 

@@ -7,10 +7,11 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from exchange.models import ExchangeOrder
-from exchange.services import placement_claim
-from matching.services import RoutePlan, instrument_match_pending
+from matching.services import instrument_match_pending
 from orders.models import Order
 from orders.pipeline import pipeline_sweep
+from orders.placement import placement_claim
+from orders.plans import RoutePlan
 from tests.factories import OrderFactory
 from tests.pipeline_helpers import assert_invariants, wait_until_settled
 

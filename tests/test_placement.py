@@ -8,9 +8,10 @@ from django.utils import timezone
 
 from exchange.gateway import OrderPlacementError, OrderRejectedError, SimulatedExchange
 from exchange.models import ExchangeOrder
-from exchange.services import DEADLINE_REASON, Outcome, placement_claim, placement_record, placement_run
-from matching.services import RoutePlan, instrument_match_pending
+from matching.services import instrument_match_pending
 from orders.models import Order, PlacementAttempt
+from orders.placement import DEADLINE_REASON, Outcome, placement_claim, placement_record, placement_run
+from orders.plans import RoutePlan
 from tests.factories import OrderFactory
 from tests.pipeline_helpers import ScriptedExchange, assert_invariants
 
@@ -179,35 +180,6 @@ def test_nothing_is_placed_for_orders_out_of_the_book(change):
 
     assert placement_run(plan=_plan(order), exchange=exchange) == []
     assert exchange.calls == 0
-
-
-def test_stale_outcome_of_an_abandoned_attempt_is_ignored():
-    order = _resting(100)
-    (first,), _ = placement_claim(plans=[_plan(order)])
-    (second,), _ = placement_claim(plans=[_plan(order, recover=True)])
-    assert (first.attempt, second.attempt) == (1, 2)
-
-    placement_record([Outcome(claim=first, accepted_quantity=100)])
-    order.refresh_from_db()
-    assert order.in_flight and order.status == Order.Status.OPEN
-
-    placement_record([Outcome(claim=second, accepted_quantity=100)])
-    order.refresh_from_db()
-    assert order.status == Order.Status.SUBMITTED
-    assert list(PlacementAttempt.objects.values_list("outcome", flat=True)) == ["abandoned", "accepted"]
-
-
-def test_call_lost_with_its_worker_is_resent_and_deduplicated_by_the_exchange():
-    order = _resting(100)
-    (claim,), _ = placement_claim(plans=[_plan(order)])
-    SimulatedExchange(latency=0, failure_rate=0).place_order(claim.order)  # accepted, then the worker died
-
-    placement_run(plan=_plan(order, recover=True), exchange=ScriptedExchange())
-
-    order.refresh_from_db()
-    assert (order.status, order.placed_quantity) == (Order.Status.SUBMITTED, 100)
-    assert ExchangeOrder.objects.filter(order_id=order.pk).count() == 1
-    assert_invariants()
 
 
 def test_one_claim_takes_every_due_order_of_a_batch_and_skips_the_rest():

@@ -2,13 +2,13 @@
 
 from django.core.management.base import BaseCommand
 
-from exchange.dispatcher import get_dispatcher
+from orders.dispatcher import get_dispatcher
 from orders.pipeline import pipeline_sweep
 
 
 class Command(BaseCommand):
     help = (
-        "Run the sweeper once: re-match, re-route or re-send every working order without "
+        "Run the sweeper once: re-match, re-route, or ask the exchange about, every working order without "
         "progress for PIPELINE_STALL_TIMEOUT seconds, and wait for the exchange calls it starts."
     )
 

@@ -1,0 +1,224 @@
+"""Every change of an order's state, and nothing else: the one module that writes status.
+
+Each transition is a named function. Where it can race (claims, exchange outcomes,
+cancels) it is a compare-and-set UPDATE whose WHERE clause states the state it
+leaves, and it returns how many orders it moved; where the caller holds the row
+locks (a matching pass, a reprocess) it changes the loaded order and saves the
+named fields. Services decide; this module only moves orders between states
+(SPEC §4-§6, docs/architecture.md). Nothing here logs or talks to the exchange.
+"""
+
+import functools
+import operator
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import DateTimeField, F, Q, Value
+from django.db.models.functions import Coalesce
+
+from orders.models import Order
+
+S = Order.Status
+
+# --- Internal matching (the caller holds the instrument lock and the rows) ----------
+
+
+def order_fill_internally(order: Order, quantity: int, price: Decimal) -> set[str]:
+    """One internal fill against ``order``; returns the fields it changed (unsaved)."""
+    order.matched_quantity += quantity
+    order.matched_notional += price * quantity
+    order.remaining_quantity -= quantity
+    order.status = S.MATCHED if order.remaining_quantity == 0 else S.PARTIAL
+    return {"matched_quantity", "matched_notional", "remaining_quantity", "status"}
+
+
+def order_finish_match_pass(order: Order, now: datetime) -> set[str]:
+    """The incoming order had its pass: what is left rests, due at the exchange after the window."""
+    order.needs_match = False
+    fields = {"needs_match"}
+    if order.remaining_quantity > 0 and order.route_at is None:
+        order.route_at = now + timedelta(seconds=settings.MATCHING_WINDOW)
+        fields.add("route_at")
+    return fields
+
+
+def order_save(order: Order, fields: Iterable[str]) -> None:
+    order.save_changes(*sorted(fields))
+
+
+# --- Exchange claims and outcomes (compare-and-set) ------------------------------------
+
+
+def orders_claim_for_call(order_ids: list, now: datetime) -> int:
+    """Take due orders out of the book for a new exchange attempt each.
+
+    Only orders still resting and due are claimed; matching reads the book with row
+    locks, so an order is either crossed internally or sent, never both.
+    """
+    if not order_ids:
+        return 0
+    return (
+        Order.objects.resting()
+        .filter(pk__in=order_ids)
+        .filter(Q(route_at__isnull=True) | Q(route_at__lte=now))
+        .update(
+            in_flight=True,
+            placement_attempts=F("placement_attempts") + 1,
+            last_attempt_at=now,
+            first_attempt_at=Coalesce("first_attempt_at", Value(now, output_field=DateTimeField())),
+            updated_at=now,
+        )
+    )
+
+
+def orders_claim_for_status(attempts: list[tuple], now: datetime) -> int:
+    """Claim in-flight orders whose ``(order id, attempt)`` outcome is unknown, to ask the exchange.
+
+    The order stays in flight; only the attempt still holding the order matches.
+    """
+    if not attempts:
+        return 0
+    return Order.objects.filter(_current(attempts)).update(last_attempt_at=now, updated_at=now)
+
+
+def orders_accept(accepted: list[tuple], now: datetime) -> int:
+    """The exchange holds these ``(order id, attempt, quantity)``: they are SUBMITTED.
+
+    ``quantity`` is what the exchange says it holds. It is normally the claimed
+    remainder (nothing changes an order's quantities while it is in flight); when it
+    differs, the exchange's figure becomes the placed quantity, as the truth about
+    what is live there, and the caller reports the difference.
+    """
+    moved = 0
+    for quantity, group in _by_quantity(accepted).items():
+        moved += (
+            Order.objects.filter(_current([(pk, attempt) for pk, attempt in group]))
+            .filter(remaining_quantity=quantity)
+            .update(
+                placed_quantity=F("placed_quantity") + quantity,
+                remaining_quantity=0,
+                status=S.SUBMITTED,
+                in_flight=False,
+                route_at=None,
+                updated_at=now,
+            )
+        )
+    return moved
+
+
+def order_accept_other_quantity(order_id, attempt: int, quantity: int, now: datetime) -> int:
+    """SUBMITTED with what the exchange holds, which is not the remainder we sent."""
+    return (
+        Order.objects.filter(_current([(order_id, attempt)]))
+        .exclude(remaining_quantity=quantity)
+        .update(
+            placed_quantity=F("placed_quantity") + quantity,
+            remaining_quantity=0,
+            status=S.SUBMITTED,
+            in_flight=False,
+            route_at=None,
+            last_error=f"The exchange holds {quantity}, not the remainder that was sent",
+            updated_at=now,
+        )
+    )
+
+
+def order_return_to_book(order_id, attempt: int, *, retry_at: datetime, error: str, now: datetime) -> int:
+    """The exchange definitely does not hold the order: back in the book, due again at ``retry_at``.
+
+    It waits for a matching pass first (``needs_match``), so it can cross what
+    arrived while it was away.
+    """
+    return Order.objects.filter(_current([(order_id, attempt)])).update(
+        in_flight=False, needs_match=True, route_at=retry_at, last_error=error, updated_at=now
+    )
+
+
+def order_fail(order_id, attempt: int, *, reason: str, error: str, now: datetime) -> int:
+    """Placement gave up on an order the exchange definitely does not hold: FAILED."""
+    return Order.objects.filter(_current([(order_id, attempt)])).update(
+        status=S.FAILED,
+        failure_reason=reason,
+        last_error=error,
+        remaining_quantity=0,
+        in_flight=False,
+        route_at=None,
+        updated_at=now,
+    )
+
+
+def _current(attempts: list[tuple]) -> Q:
+    """Orders still in flight for the given ``(order id, attempt)``: a stale attempt matches nothing."""
+    return Q(status__in=Order.WORKING_STATUSES, in_flight=True) & functools.reduce(
+        operator.or_, (Q(pk=pk, placement_attempts=attempt) for pk, attempt in attempts)
+    )
+
+
+def _by_quantity(accepted: list[tuple]) -> dict[int, list[tuple]]:
+    groups: dict[int, list[tuple]] = {}
+    for pk, attempt, quantity in accepted:
+        groups.setdefault(quantity, []).append((pk, attempt))
+    return groups
+
+
+# --- Cancel and reprocess ---------------------------------------------------------------
+
+REPROCESS_FIELDS = (
+    "remaining_quantity",
+    "status",
+    "failure_reason",
+    "needs_match",
+    "in_flight",
+    "route_at",
+    "first_attempt_at",
+)
+RECONCILE_FIELDS = (
+    "placed_quantity",
+    "remaining_quantity",
+    "status",
+    "failure_reason",
+    "in_flight",
+    "route_at",
+)
+
+
+def order_cancel_in_book(order_id, now: datetime) -> int:
+    """CANCELLED, while the order is working in our book with no exchange call in flight.
+
+    It waits for a matching pass holding the row and then sees its outcome, and it
+    cannot overtake a claim for the exchange.
+    """
+    return (
+        Order.objects.working()
+        .filter(pk=order_id, in_flight=False)
+        .update(status=S.CANCELLED, remaining_quantity=0, needs_match=False, route_at=None, updated_at=now)
+    )
+
+
+def order_reprocess(order: Order) -> None:
+    """A FAILED order (row locked) the exchange does not hold goes back to work as a new arrival.
+
+    Matched and placed quantities stay; the rest works again and the placement
+    deadline restarts.
+    """
+    order.remaining_quantity = order.quantity - order.matched_quantity - order.placed_quantity
+    order.status = S.PARTIAL if order.matched_quantity else S.OPEN
+    order.failure_reason = ""
+    order.needs_match = True
+    order.in_flight = False
+    order.route_at = None
+    order.first_attempt_at = None
+    order_save(order, REPROCESS_FIELDS)
+
+
+def order_reconcile_held(order: Order, quantity: int) -> None:
+    """A FAILED order (row locked) that the exchange says it holds: SUBMITTED with that quantity."""
+    order.placed_quantity += quantity
+    order.remaining_quantity = 0
+    order.status = S.SUBMITTED
+    order.failure_reason = ""
+    order.in_flight = False
+    order.route_at = None
+    order_save(order, RECONCILE_FIELDS)
