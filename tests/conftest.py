@@ -5,6 +5,15 @@ from orders.authentication import token_cache_clear
 from tests.factories import TokenFactory, UserFactory
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings():
+    """Refuse, with the reason, to set up a test database anywhere but on MySQL/MariaDB."""
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.mysql":
+        pytest.fail(settings.MYSQL_ONLY, pytrace=False)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_token_cache():
     token_cache_clear()
