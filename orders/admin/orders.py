@@ -6,6 +6,7 @@ not.
 """
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.filters import DateFieldListFilter
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -37,6 +38,8 @@ from orders.services import order_cancel, order_reprocess
 
 # How many per-order "skipped" messages one action shows before summarising the rest.
 ACTION_MESSAGE_LIMIT = 20
+# The most orders one "Cancel selected orders" confirmation lists, and so cancels.
+CANCEL_CONFIRM_LIMIT = 1000
 
 
 class _MatchInline(ReadOnlyInline):
@@ -260,7 +263,35 @@ class OrderAdmin(BackOfficeModelAdmin):
 
     @admin.action(description="Cancel selected orders", permissions=["cancel"])
     def cancel_selected(self, request, queryset):
-        self._apply(request, queryset, order_cancel, done="Cancelled", what="cancelled")
+        """Like Django's delete action: a page lists the selection, and only its "Yes" cancels.
+
+        The page posts the listed ids back, not "all matching the filter", so what was
+        confirmed is exactly what gets cancelled.
+        """
+        if request.POST.get("post") == "yes":
+            self._apply(request, queryset, order_cancel, done="Cancelled", what="cancelled")
+            return None
+        orders = list(
+            queryset.select_related("owner").order_by("created_at", "id")[: CANCEL_CONFIRM_LIMIT + 1]
+        )
+        if len(orders) > CANCEL_CONFIRM_LIMIT:
+            self.message_user(
+                request,
+                f"Select at most {CANCEL_CONFIRM_LIMIT} orders to cancel at once; nothing was cancelled.",
+                messages.ERROR,
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Cancel orders?",
+            "subtitle": None,
+            "opts": self.opts,
+            "orders": [(order, self.status_badge(order)) for order in orders],
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/orders/order/cancel_selected_confirmation.html", context)
 
     def _apply(self, request, queryset, service, *, done: str, what: str) -> None:
         """Run ``service`` on each selected order; report what it did and, per order, why it did not."""
