@@ -4,4 +4,4 @@
 admin autodiscovery does) registers the admins of each module.
 """
 
-from orders.admin import exchange, orders, users  # noqa: F401
+from orders.admin import exchange, orders, tokens, users  # noqa: F401
