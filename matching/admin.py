@@ -5,7 +5,7 @@ from django.contrib.admin.filters import DateFieldListFilter
 from django.db.models import Q
 
 from matching.models import OrderMatch
-from orders.admin import (
+from orders.admin.kit import (
     BackOfficeModelAdmin,
     InstrumentListFilter,
     book_link,

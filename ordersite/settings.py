@@ -8,6 +8,7 @@ import os
 import secrets
 import time
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -58,6 +59,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "rest_framework",
     "rest_framework.authtoken",
     "django_filters",
@@ -81,6 +83,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "ordersite.urls"
@@ -131,6 +135,12 @@ def _database(url: str | None) -> dict:
 
 DATABASES = {"default": _database(os.environ.get("DATABASE_URL"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The lockout check comes first: a locked-out login is refused before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "ordersite.login_lockout.LoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -313,6 +323,36 @@ def security_settings(environ: Mapping[str, str]) -> dict:
     }
 
 
+def login_lockout_settings(environ: Mapping[str, str]) -> dict:
+    """django-axes settings: lock out an account from one address after repeated failed logins.
+
+    ``LOGIN_FAILURE_LIMIT`` failures (default 5) for one username from one client
+    address lock that pair out for ``LOGIN_LOCKOUT_MINUTES`` (default 30); any attempt
+    meanwhile restarts the wait, a successful login before the limit resets the count.
+    Counting the pair, not the address alone, keeps one office behind a NAT from
+    locking all its staff out; counting the address with it keeps anyone on the
+    internet from locking a clerk out at will (docs/security.md).
+    """
+    limit = env_int("LOGIN_FAILURE_LIMIT", 5, environ)
+    minutes = env_float("LOGIN_LOCKOUT_MINUTES", 30, environ)
+    if limit < 1 or minutes <= 0:
+        raise ImproperlyConfigured(
+            f"LOGIN_FAILURE_LIMIT={limit} and LOGIN_LOCKOUT_MINUTES={minutes}: both must be positive"
+        )
+    return {
+        "AXES_FAILURE_LIMIT": limit,
+        "AXES_COOLOFF_TIME": timedelta(minutes=minutes),
+        "AXES_LOCKOUT_PARAMETERS": [["username", "ip_address"]],
+        "AXES_RESET_ON_SUCCESS": True,
+        "AXES_CLIENT_IP_CALLABLE": "ordersite.login_lockout.login_client_address",
+        "AXES_LOCKOUT_CALLABLE": "ordersite.login_lockout.login_locked_out",
+        # Failed logins are logged (WARNING, logger "axes") with the username and address
+        # they came from, which is what whoever watches the logs needs; passwords never.
+        "AXES_SENSITIVE_PARAMETERS": [],
+        "AXES_VERBOSE": False,  # no banner on every start of every process
+    }
+
+
 def cache_settings(redis_url: str) -> dict:
     """The default cache, which holds the API throttle counters.
 
@@ -346,3 +386,4 @@ SILENCED_SYSTEM_CHECKS = [
 globals().update(_security)
 del _security
 CACHES = cache_settings(REDIS_URL)
+globals().update(login_lockout_settings(os.environ))

@@ -1,6 +1,9 @@
 """The order admin's actions (SPEC §7): state changes only through the services, reported per order."""
 
+import re
+
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.urls import reverse
@@ -8,7 +11,14 @@ from django_q.models import OrmQ
 
 from orders.errors import NOT_CANCELLABLE, NOT_REPROCESSABLE
 from orders.models import Order
-from tests.factories import ClerkFactory, FailedOrderFactory, OrderFactory, StaffUserFactory
+from tests.factories import (
+    VALID_ISINS,
+    ClerkFactory,
+    FailedOrderFactory,
+    OrderFactory,
+    StaffUserFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -21,14 +31,19 @@ def clerk_client(client):
     return client
 
 
-def run_action(client, action: str, orders):
+def run_action(client, action: str, orders, **extra):
     response = client.post(
         ORDERS_URL,
-        {"action": action, "_selected_action": [str(order.pk) for order in orders], "index": 0},
+        {"action": action, "_selected_action": [str(order.pk) for order in orders], "index": 0, **extra},
         follow=True,
     )
     assert response.status_code == 200
     return [(message.level_tag, message.message) for message in get_messages(response.wsgi_request)]
+
+
+def confirm_cancel(client, orders):
+    """What the confirmation page's "Yes, I'm sure" button posts."""
+    return run_action(client, "cancel_selected", orders, post="yes")
 
 
 def test_reprocess_puts_failed_orders_back_to_work_and_skips_the_rest(clerk_client):
@@ -68,12 +83,12 @@ def test_reprocess_twice_changes_nothing_the_second_time(clerk_client):
     assert OrmQ.objects.count() == queued
 
 
-def test_cancel_cancels_resting_orders_and_says_why_it_skipped_the_others(clerk_client):
+def test_confirmed_cancel_cancels_resting_orders_and_says_why_it_skipped_the_others(clerk_client):
     resting = OrderFactory(needs_match=False)
     in_flight = OrderFactory(needs_match=False, in_flight=True)
     failed = FailedOrderFactory()
 
-    messages = run_action(clerk_client, "cancel_selected", [resting, in_flight, failed])
+    messages = confirm_cancel(clerk_client, [resting, in_flight, failed])
 
     resting.refresh_from_db()
     in_flight.refresh_from_db()
@@ -91,6 +106,106 @@ def test_cancel_cancels_resting_orders_and_says_why_it_skipped_the_others(clerk_
         "warning",
         f"Skipped: {NOT_CANCELLABLE.format(order_id=failed.pk, status='FAILED', detail='')}.",
     ) in messages
+
+
+def ask_to_cancel(client, orders, url=ORDERS_URL, **extra):
+    """Choose "Cancel selected orders" for ``orders`` on the list at ``url``: the confirmation page."""
+    return client.post(
+        url,
+        {"action": "cancel_selected", "_selected_action": [str(o.pk) for o in orders], "index": 0, **extra},
+    )
+
+
+def hidden_fields(html: str) -> list[tuple[str, str]]:
+    return re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html)
+
+
+def test_cancel_first_shows_the_selected_orders_and_cancels_nothing(clerk_client):
+    resting = OrderFactory(
+        owner=UserFactory(username="acme-fund"),
+        instrument=VALID_ISINS[1],
+        side=Order.Side.SELL,
+        quantity=70,
+        remaining_quantity=70,
+        needs_match=False,
+    )
+    in_flight = OrderFactory(needs_match=False, in_flight=True, quantity=30, remaining_quantity=30)
+
+    response = ask_to_cancel(clerk_client, [resting, in_flight])
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Are you sure you want to cancel the 2 selected orders?" in html
+    start = html.index('<table id="orders-to-cancel">')
+    table = html[start : html.index("</table>", start)]
+    rows = table.split("<tr>")[2:]  # after the header row
+    assert len(rows) == 2
+    first = rows[0]
+    for shown in (str(resting.pk), "acme-fund", VALID_ISINS[1], ">Sell<", ">70<", "order-status-open"):
+        assert shown in first, shown
+    assert str(in_flight.pk) in rows[1] and ">30<" in rows[1] and "in flight" in rows[1]
+    assert 'value="Yes, I’m sure"' in html
+    assert f'<a href="{ORDERS_URL}" class="button cancel-link">No, take me back</a>' in html
+    for order in (resting, in_flight):
+        order.refresh_from_db()
+        assert order.status == Order.Status.OPEN
+    assert not LogEntry.objects.exists()
+    assert list(get_messages(response.wsgi_request)) == []
+
+
+def test_yes_on_the_confirmation_page_cancels_exactly_the_listed_orders(clerk_client):
+    first, second = OrderFactory(needs_match=False), OrderFactory(needs_match=False)
+    page = ask_to_cancel(clerk_client, [first, second]).content.decode()
+    form = hidden_fields(page)
+    assert ("post", "yes") in form and ("action", "cancel_selected") in form
+
+    response = clerk_client.post(ORDERS_URL, dict_of_lists(form), follow=True)
+
+    assert response.redirect_chain[-1][0] == ORDERS_URL
+    for order in (first, second):
+        order.refresh_from_db()
+        assert order.status == Order.Status.CANCELLED
+    (success,) = [m.message for m in get_messages(response.wsgi_request) if m.level_tag == "success"]
+    assert success.startswith("Cancelled 2 orders, now cancelled:")
+
+
+def test_all_matching_the_filter_lists_them_and_confirming_cancels_only_those_listed(clerk_client):
+    listed = OrderFactory(needs_match=False, instrument=VALID_ISINS[2])
+    other_instrument = OrderFactory(needs_match=False, instrument=VALID_ISINS[3])
+    filtered = f"{ORDERS_URL}?instrument={VALID_ISINS[2]}"
+
+    page = ask_to_cancel(clerk_client, [listed], url=filtered, select_across=1).content.decode()
+    arrived_later = OrderFactory(needs_match=False, instrument=VALID_ISINS[2])
+    clerk_client.post(filtered, dict_of_lists(hidden_fields(page)))
+
+    assert f'<a href="{filtered}" class="button cancel-link">' in page
+    assert [pk for name, pk in hidden_fields(page) if name == "_selected_action"] == [str(listed.pk)]
+    statuses = {
+        o.pk: o.status
+        for o in Order.objects.filter(pk__in=[listed.pk, other_instrument.pk, arrived_later.pk])
+    }
+    assert statuses == {
+        listed.pk: Order.Status.CANCELLED,
+        other_instrument.pk: Order.Status.OPEN,
+        arrived_later.pk: Order.Status.OPEN,
+    }
+
+
+def test_a_selection_too_large_to_confirm_is_refused(clerk_client, monkeypatch):
+    monkeypatch.setattr("orders.admin.orders.CANCEL_CONFIRM_LIMIT", 2)
+    orders = OrderFactory.create_batch(3, needs_match=False)
+
+    messages = run_action(clerk_client, "cancel_selected", orders)
+
+    assert messages == [("error", "Select at most 2 orders to cancel at once; nothing was cancelled.")]
+    assert not Order.objects.filter(status=Order.Status.CANCELLED).exists()
+
+
+def dict_of_lists(fields: list[tuple[str, str]]) -> dict[str, list[str]]:
+    form: dict[str, list[str]] = {}
+    for name, value in fields:
+        form.setdefault(name, []).append(value)
+    return form
 
 
 def test_many_skipped_orders_are_summarised(clerk_client):
@@ -117,6 +232,7 @@ def test_actions_need_their_permissions(client):
     assert "cancel_selected" not in page.content.decode()
     run_action(client, "reprocess_selected", [failed])
     run_action(client, "cancel_selected", [resting])
+    confirm_cancel(client, [resting])
 
     assert Order.objects.get(pk=failed.pk).status == Order.Status.FAILED
     assert Order.objects.get(pk=resting.pk).status == Order.Status.OPEN

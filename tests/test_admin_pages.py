@@ -13,7 +13,7 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from matching.models import Instrument, OrderMatch
-from orders.admin import EstimatedCountPaginator, table_rows_estimate
+from orders.admin.kit import EstimatedCountPaginator, table_rows_estimate
 from orders.models import Order
 from tests.factories import (
     VALID_ISINS,

@@ -1,7 +1,9 @@
 """POST /orders/{id}/cancel: only an order resting in the book with no call in flight (SPEC §3)."""
 
 import pytest
+from django.contrib.auth.models import Permission
 
+from orders.api.permissions import CANCEL_NEEDS_PERMISSION
 from orders.errors import OrderNotCancellable
 from orders.models import Order
 from tests.factories import OrderFactory, UserFactory
@@ -137,10 +139,20 @@ def test_cancelling_another_clients_order_is_not_found(api):
     assert_unchanged(theirs)
 
 
-def test_staff_can_cancel_any_clients_order(staff_api):
+@pytest.fixture
+def cancelling_staff_api(api_for):
+    """A staff user's API client with the permission to cancel any client's order."""
+    clerk = UserFactory(username="cancelling-clerk", is_staff=True)
+    clerk.user_permissions.add(
+        Permission.objects.get(codename="cancel_order", content_type__app_label="orders")
+    )
+    return api_for(clerk)
+
+
+def test_staff_with_the_cancel_permission_can_cancel_any_clients_order(cancelling_staff_api):
     order = OrderFactory(owner=UserFactory())
 
-    response = cancel(staff_api, order)
+    response = cancel(cancelling_staff_api, order)
 
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "CANCELLED"
@@ -148,7 +160,35 @@ def test_staff_can_cancel_any_clients_order(staff_api):
     assert order.status == Order.Status.CANCELLED
 
 
-def test_staff_cannot_cancel_a_finished_order_either(staff_api):
+def test_staff_without_the_cancel_permission_see_but_cannot_cancel_another_clients_order(staff_api):
+    order = OrderFactory(owner=UserFactory())
+    assert staff_api.get(f"/orders/{order.id}").status_code == 200
+
+    response = cancel(staff_api, order)
+
+    assert response.status_code == 403, response.content
+    assert response.json() == {"detail": CANCEL_NEEDS_PERMISSION}
+    assert "orders.cancel_order" in response.json()["detail"]
+    assert_unchanged(order)
+    assert order.status == Order.Status.OPEN
+
+
+def test_staff_cancel_their_own_orders_without_the_permission(staff_api):
+    order = OrderFactory(owner=staff_api.user)
+
+    response = cancel(staff_api, order)
+
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "CANCELLED"
+
+
+def test_the_permission_is_checked_before_the_order_state(staff_api):
+    finished = OrderFactory(owner=UserFactory(), status=Order.Status.CANCELLED, remaining_quantity=0)
+
+    assert cancel(staff_api, finished).status_code == 403
+
+
+def test_staff_cannot_cancel_a_finished_order_either(cancelling_staff_api):
     order = OrderFactory(
         owner=UserFactory(),
         status=Order.Status.SUBMITTED,
@@ -156,7 +196,7 @@ def test_staff_cannot_cancel_a_finished_order_either(staff_api):
         remaining_quantity=0,
     )
 
-    response = cancel(staff_api, order)
+    response = cancel(cancelling_staff_api, order)
 
     assert response.status_code == 409
     assert_unchanged(order)

@@ -33,6 +33,7 @@ def test_schema_documents_the_orders_endpoints(anonymous):
     assert {"get", "post"} <= set(paths[orders])
     assert "get" in paths[detail]
     assert "post" in paths[cancel]
+    assert {"200", "403", "404", "409"} <= set(paths[cancel]["post"]["responses"])
 
 
 LIST_PARAMETERS = {

@@ -6,9 +6,11 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from orders.api.filters import OrderFilter
+from orders.api.permissions import CanCancelOrder
 from orders.api.schema import (
     BAD_REQUEST,
     COMMON_ERRORS,
@@ -145,14 +147,19 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         request=None,
         responses={
             200: OrderOutputSerializer,
+            403: OpenApiResponse(
+                DETAIL_BODY,
+                description="Another client's order (only staff see those), without the permission "
+                "`orders.cancel_order`.",
+            ),
             404: NOT_FOUND,
             409: OpenApiResponse(DETAIL_BODY, description="Not cancellable in its current state."),
             **COMMON_ERRORS,
         },
     )
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated, CanCancelOrder])
     def cancel(self, request, *args, **kwargs):
-        order = self.get_object()
+        order = self.get_object()  # checks CanCancelOrder: 403 before any state check
         try:
             order = order_cancel(order=order)
         except OrderNotCancellable as exc:

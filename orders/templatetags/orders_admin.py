@@ -33,7 +33,7 @@ def orders_dashboard(context):
 
 @register.simple_tag
 def order_status_badge(status, label=None):
-    from orders.admin import status_badge
+    from orders.admin.kit import status_badge
 
     return status_badge(status, label)
 

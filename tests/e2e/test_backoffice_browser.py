@@ -92,7 +92,7 @@ def test_clerk_finds_a_failed_order_reprocesses_it_and_checks_the_book(live_serv
     OrderFactory(
         side=Order.Side.SELL, instrument=ISIN, limit_price=Decimal("10.50"), quantity=25, needs_match=False
     )
-    OrderFactory(
+    resting_buy = OrderFactory(
         side=Order.Side.BUY, instrument=ISIN, limit_price=Decimal("9.80"), quantity=15, needs_match=False
     )
     FailedOrderFactory(instrument="US5949181045")
@@ -158,3 +158,30 @@ def test_clerk_finds_a_failed_order_reprocesses_it_and_checks_the_book(live_serv
     page.locator(".breadcrumbs").get_by_role("link", name="Order books").click()
     expect(page.locator("#instruments")).to_contain_text(ISIN)
     shot(page, "06-order-books")
+
+    # Cancel the resting buy: the action asks first, and "No" changes nothing.
+    def choose_cancel():
+        page.goto(f"{live_server.url}/admin/orders/order/")
+        page.check(f'input[name="_selected_action"][value="{resting_buy.pk}"]')
+        page.select_option("select[name=action]", "cancel_selected")
+        page.click("button[name=index]")
+        expect(page.locator("h1")).to_have_text("Cancel orders?")
+        rows = page.locator("#orders-to-cancel tbody tr")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text(str(resting_buy.pk))
+        expect(rows.first).to_contain_text("Buy")
+        expect(rows.first).to_contain_text("15")
+
+    choose_cancel()
+    shot(page, "07-cancel-confirmation")
+    page.get_by_role("link", name="No, take me back").click()
+    expect(page.locator("#result_list")).to_be_visible()
+    resting_buy.refresh_from_db()
+    assert resting_buy.status == Order.Status.OPEN
+
+    choose_cancel()
+    page.get_by_role("button", name="Yes, I’m sure").click()
+    expect(page.locator(".messagelist .success")).to_contain_text("Cancelled 1 order, now cancelled")
+    shot(page, "08-cancelled")
+    resting_buy.refresh_from_db()
+    assert resting_buy.status == Order.Status.CANCELLED

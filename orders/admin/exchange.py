@@ -1,10 +1,14 @@
-"""Back-office admin for the simulated exchange's ledger of accepted placements: read-only."""
+"""Back-office admin for the simulated exchange's ledger of accepted placements: read-only.
+
+It lives here, not in ``exchange/``: the exchange app is an adapter that imports
+nothing of ours, and the back office is ours.
+"""
 
 from django.contrib import admin
 from django.contrib.admin.filters import DateFieldListFilter
 
 from exchange.models import ExchangeOrder
-from orders.admin import (
+from orders.admin.kit import (
     BackOfficeModelAdmin,
     InstrumentListFilter,
     book_link,

@@ -1,31 +1,35 @@
-"""Back-office admin for orders (SPEC §7): read-only records, service-backed actions, order books.
+"""The order admin (SPEC §7): read-only records, service-backed actions, order books.
 
 Nobody adds, edits or deletes an order through a form; the two actions call
 ``order_reprocess`` and ``order_cancel`` and report per order what they did or why
-not. Lists stay fast on millions of rows: no full-table COUNT(*), indexed filters.
+not.
 """
 
-import string
-import uuid
-
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.filters import DateFieldListFilter
 from django.contrib.admin.utils import unquote
-from django.contrib.auth.admin import UserAdmin
-from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.db import connections
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from exchange.models import ExchangeOrder
-from matching.models import Instrument, OrderMatch
+from matching.models import OrderMatch
+from orders.admin.kit import (
+    BADGE_STYLE,
+    BackOfficeModelAdmin,
+    InstrumentListFilter,
+    ReadOnlyInline,
+    book_link,
+    order_link,
+    parse_uuid,
+    status_badge,
+    uuid_prefix,
+)
 from orders.backoffice import order_book_for_instrument, order_book_instruments
 from orders.errors import OrderError
 from orders.isin import is_valid_isin
@@ -34,161 +38,11 @@ from orders.services import order_cancel, order_reprocess
 
 # How many per-order "skipped" messages one action shows before summarising the rest.
 ACTION_MESSAGE_LIMIT = 20
-INSTRUMENT_FILTER_LIMIT = 100
-
-STATUS_COLOURS = {
-    Order.Status.OPEN: "#1d4ed8",
-    Order.Status.PARTIAL: "#7c3aed",
-    Order.Status.MATCHED: "#15803d",
-    Order.Status.SUBMITTED: "#0f766e",
-    Order.Status.FAILED: "#b91c1c",
-    Order.Status.CANCELLED: "#6b7280",
-}
-BADGE_STYLE = (
-    "display:inline-block;padding:2px 7px;border-radius:10px;color:#fff;"
-    "font-size:11px;font-weight:600;letter-spacing:.02em;white-space:nowrap;background:{}"
-)
+# The most orders one "Cancel selected orders" confirmation lists, and so cancels.
+CANCEL_CONFIRM_LIMIT = 1000
 
 
-# --- Shared by the orders, matching and exchange admins ---------------------------------
-
-
-class EstimatedCountPaginator(Paginator):
-    """A paginator that never runs COUNT(*) over a whole big MySQL table.
-
-    An unfiltered changelist of a large table takes InnoDB's row estimate from
-    information_schema; a filtered one (its WHERE served by an index) and a small
-    table are counted exactly. Page links past the real end show an empty page.
-    """
-
-    estimate_above = 10_000
-
-    @cached_property
-    def count(self) -> int:
-        queryset = self.object_list
-        if not isinstance(queryset, QuerySet):
-            return len(queryset)
-        if not queryset.query.where:
-            estimate = table_rows_estimate(queryset)
-            if estimate is not None and estimate >= self.estimate_above:
-                return estimate
-        return queryset.count()
-
-
-def table_rows_estimate(queryset: QuerySet) -> int | None:
-    """The storage engine's row estimate for the queryset's table (MySQL/MariaDB only)."""
-    connection = connections[queryset.db]
-    if connection.vendor != "mysql":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT TABLE_ROWS FROM information_schema.TABLES "
-            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
-            [queryset.model._meta.db_table],
-        )
-        row = cursor.fetchone()
-    return int(row[0]) if row and row[0] is not None else None
-
-
-class InstrumentListFilter(admin.SimpleListFilter):
-    """Instruments from the (small) Instrument table, not a SELECT DISTINCT over every row."""
-
-    title = "instrument"
-    parameter_name = "instrument"
-    field_name = "instrument"
-
-    def lookups(self, request, model_admin):
-        isins = list(
-            Instrument.objects.order_by("isin").values_list("isin", flat=True)[:INSTRUMENT_FILTER_LIMIT]
-        )
-        selected = (self.value() or "").strip().upper()
-        if selected and selected not in isins:
-            isins.append(selected)  # beyond the limit, or typed into the URL: still applied and shown
-        return [(isin, isin) for isin in isins]
-
-    def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(**{self.field_name: self.value().strip().upper()})
-        return queryset
-
-
-class ReadOnlyAdminMixin:
-    """Records are viewable, never added, changed or deleted through admin forms."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class BackOfficeModelAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Read-only, and no query that counts or scans a whole big table."""
-
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER  # facet counts are one COUNT per filter choice
-    paginator = EstimatedCountPaginator
-    list_per_page = 100
-
-
-def parse_uuid(term: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(term.strip())
-    except ValueError:
-        return None
-
-
-def uuid_prefix(term: str) -> str | None:
-    """The first 8+ hex digits of a UUID as typed by a clerk, in the canonical hyphenated form.
-
-    Hyphenated, the prefix matches both a native UUID column (MariaDB >= 10.7 shows
-    hyphens) and a char(32) one (Django strips them from the pattern there).
-    """
-    digits = term.strip().replace("-", "").lower()
-    if not (8 <= len(digits) < 32 and all(char in string.hexdigits for char in digits)):
-        return None
-    groups, start = [], 0
-    for end in (8, 12, 16, 20, 32):
-        if start < len(digits):
-            groups.append(digits[start:end])
-        start = end
-    return "-".join(groups)
-
-
-def order_link(order_id, text=None) -> str:
-    url = reverse("admin:orders_order_change", args=[order_id])
-    return format_html('<a href="{}">{}</a>', url, text or order_id)
-
-
-def book_link(isin: str) -> str:
-    url = reverse("admin:orders_order_book", args=[isin])
-    return format_html('<a href="{}" title="Order book of {}">{}</a>', url, isin, isin)
-
-
-def status_badge(status: str, label: str | None = None) -> str:
-    colour = STATUS_COLOURS.get(status, "#374151")
-    return format_html(
-        '<span class="order-status order-status-{}" style="{}">{}</span>',
-        status.lower(),
-        BADGE_STYLE.format(colour),
-        label or status,
-    )
-
-
-# --- Order ---------------------------------------------------------------------------------
-
-
-class _ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
-    extra = 0
-    max_num = 0
-    can_delete = False
-    show_change_link = False
-
-
-class _MatchInline(_ReadOnlyInline):
+class _MatchInline(ReadOnlyInline):
     model = OrderMatch
     counterparty_field = ""
     fields = ("match", "quantity", "price", "counterparty", "counterparty_client", "matched_at")
@@ -226,7 +80,7 @@ class SellMatchInline(_MatchInline):
     verbose_name_plural = "matches (this order sold)"
 
 
-class PlacementAttemptInline(_ReadOnlyInline):
+class PlacementAttemptInline(ReadOnlyInline):
     model = PlacementAttempt
     fields = ("number", "quantity", "started_at", "finished_at", "outcome", "error")
     readonly_fields = fields
@@ -409,7 +263,35 @@ class OrderAdmin(BackOfficeModelAdmin):
 
     @admin.action(description="Cancel selected orders", permissions=["cancel"])
     def cancel_selected(self, request, queryset):
-        self._apply(request, queryset, order_cancel, done="Cancelled", what="cancelled")
+        """Like Django's delete action: a page lists the selection, and only its "Yes" cancels.
+
+        The page posts the listed ids back, not "all matching the filter", so what was
+        confirmed is exactly what gets cancelled.
+        """
+        if request.POST.get("post") == "yes":
+            self._apply(request, queryset, order_cancel, done="Cancelled", what="cancelled")
+            return None
+        orders = list(
+            queryset.select_related("owner").order_by("created_at", "id")[: CANCEL_CONFIRM_LIMIT + 1]
+        )
+        if len(orders) > CANCEL_CONFIRM_LIMIT:
+            self.message_user(
+                request,
+                f"Select at most {CANCEL_CONFIRM_LIMIT} orders to cancel at once; nothing was cancelled.",
+                messages.ERROR,
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Cancel orders?",
+            "subtitle": None,
+            "opts": self.opts,
+            "orders": [(order, self.status_badge(order)) for order in orders],
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/orders/order/cancel_selected_confirmation.html", context)
 
     def _apply(self, request, queryset, service, *, done: str, what: str) -> None:
         """Run ``service`` on each selected order; report what it did and, per order, why it did not."""
@@ -507,35 +389,3 @@ class OrderAdmin(BackOfficeModelAdmin):
 
 def _orders(count: int) -> str:
     return f"{count} order" if count == 1 else f"{count} orders"
-
-
-BACKOFFICE_GROUPS = ("Back office clerk", "Back office admin")
-
-
-class BackOfficeUserAdmin(UserAdmin):
-    """User management for "Back office admin" staff without a way to escalate.
-
-    Django's stock user admin lets anyone with ``change_user`` tick "superuser
-    status" or grant any permission, themselves included. Here only superusers
-    can do that or touch a superuser; others assign the two back-office groups.
-    """
-
-    def get_readonly_fields(self, request, obj=None):
-        fields = tuple(super().get_readonly_fields(request, obj))
-        if not request.user.is_superuser:
-            fields += ("is_superuser", "user_permissions")
-        return fields
-
-    def has_change_permission(self, request, obj=None):
-        if obj is not None and obj.is_superuser and not request.user.is_superuser:
-            return False
-        return super().has_change_permission(request, obj)
-
-    def formfield_for_manytomany(self, db_field, request, **kwargs):
-        if db_field.name == "groups" and not request.user.is_superuser:
-            kwargs["queryset"] = Group.objects.filter(name__in=BACKOFFICE_GROUPS)
-        return super().formfield_for_manytomany(db_field, request, **kwargs)
-
-
-admin.site.unregister(User)
-admin.site.register(User, BackOfficeUserAdmin)
