@@ -250,9 +250,7 @@ def _record_accepted(accepted: list[Outcome], now: datetime) -> None:
         (as_sent if outcome.accepted_quantity == outcome.claim.order.remaining_quantity else other).append(
             outcome
         )
-    submitted = transitions.orders_accept(
-        [(o.claim.order.pk, o.claim.attempt, o.accepted_quantity) for o in as_sent], now
-    )
+    submitted = transitions.orders_accept([(o.claim.order.pk, o.claim.attempt) for o in as_sent], now)
     submitted += sum(_record_other_quantity(outcome, now) for outcome in other)
     _finish_attempts(
         [(o.claim.order.pk, o.claim.attempt) for o in accepted], PlacementAttempt.Outcome.ACCEPTED, now

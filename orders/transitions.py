@@ -83,46 +83,38 @@ def orders_claim_for_status(attempts: list[tuple], now: datetime) -> int:
     return Order.objects.filter(_current(attempts)).update(last_attempt_at=now, updated_at=now)
 
 
-def orders_accept(accepted: list[tuple], now: datetime) -> int:
-    """The exchange holds these ``(order id, attempt, quantity)``: they are SUBMITTED.
+def orders_accept(attempts: list[tuple], now: datetime) -> int:
+    """The exchange holds the remainders sent by these ``(order id, attempt)``: SUBMITTED.
 
-    ``quantity`` is what the exchange says it holds. It is normally the claimed
-    remainder (nothing changes an order's quantities while it is in flight); when it
-    differs, the exchange's figure becomes the placed quantity, as the truth about
-    what is live there, and the caller reports the difference.
+    One UPDATE for the batch; nothing changes an order's quantities while it is in
+    flight, so the remainder in the row is the one that was sent.
     """
-    moved = 0
-    for quantity, group in _by_quantity(accepted).items():
-        moved += (
-            Order.objects.filter(_current([(pk, attempt) for pk, attempt in group]))
-            .filter(remaining_quantity=quantity)
-            .update(
-                placed_quantity=F("placed_quantity") + quantity,
-                remaining_quantity=0,
-                status=S.SUBMITTED,
-                in_flight=False,
-                route_at=None,
-                updated_at=now,
-            )
-        )
-    return moved
+    if not attempts:
+        return 0
+    return Order.objects.filter(_current(attempts)).update(**_submitted(F("remaining_quantity"), now))
 
 
 def order_accept_other_quantity(order_id, attempt: int, quantity: int, now: datetime) -> int:
-    """SUBMITTED with what the exchange holds, which is not the remainder we sent."""
-    return (
-        Order.objects.filter(_current([(order_id, attempt)]))
-        .exclude(remaining_quantity=quantity)
-        .update(
-            placed_quantity=F("placed_quantity") + quantity,
-            remaining_quantity=0,
-            status=S.SUBMITTED,
-            in_flight=False,
-            route_at=None,
-            last_error=f"The exchange holds {quantity}, not the remainder that was sent",
-            updated_at=now,
-        )
+    """SUBMITTED with what the exchange holds, which is not the remainder we sent.
+
+    The exchange's figure becomes the placed quantity, as the truth about what is
+    live there; the caller reports the difference.
+    """
+    return Order.objects.filter(_current([(order_id, attempt)])).update(
+        **_submitted(Value(quantity), now),
+        last_error=f"The exchange holds {quantity}, not the remainder that was sent",
     )
+
+
+def _submitted(placed, now: datetime) -> dict:
+    return {
+        "placed_quantity": F("placed_quantity") + placed,
+        "remaining_quantity": 0,
+        "status": S.SUBMITTED,
+        "in_flight": False,
+        "route_at": None,
+        "updated_at": now,
+    }
 
 
 def order_return_to_book(order_id, attempt: int, *, retry_at: datetime, error: str, now: datetime) -> int:
@@ -154,13 +146,6 @@ def _current(attempts: list[tuple]) -> Q:
     return Q(status__in=Order.WORKING_STATUSES, in_flight=True) & functools.reduce(
         operator.or_, (Q(pk=pk, placement_attempts=attempt) for pk, attempt in attempts)
     )
-
-
-def _by_quantity(accepted: list[tuple]) -> dict[int, list[tuple]]:
-    groups: dict[int, list[tuple]] = {}
-    for pk, attempt, quantity in accepted:
-        groups.setdefault(quantity, []).append((pk, attempt))
-    return groups
 
 
 # --- Cancel and reprocess ---------------------------------------------------------------
