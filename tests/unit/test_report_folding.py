@@ -1,0 +1,399 @@
+"""Folding a venue's execution reports into an order (no database, no Django settings)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+from itertools import count
+
+import pytest
+
+from orders.reports import (
+    TERMINAL,
+    UNKNOWN_ORDER,
+    Effect,
+    ExecType,
+    MsgType,
+    OrderFields,
+    OrdStatus,
+    Report,
+    Status,
+    VenueOrder,
+    cancel_requested,
+    fold,
+    fold_many,
+    order_fields,
+)
+
+D = Decimal
+ORDER = "7f1c0d3e-0000-4000-8000-000000000001"
+
+
+class Venue:
+    """A venue that reports one order consistently: the stream its journal would hold."""
+
+    def __init__(self, quantity: int) -> None:
+        self.quantity = quantity
+        self.cum = 0
+        self.status = OrdStatus.NEW
+        self.reports: list[Report] = []
+        self._ids = count(1)
+
+    def _report(self, exec_type, status, last_qty=0, last_px=None, cancel_id=""):
+        self.cum += last_qty
+        self.status = status
+        report = Report(
+            exec_id=f"E{next(self._ids)}",
+            cl_ord_id=ORDER,
+            cancel_id=cancel_id,
+            exec_type=exec_type,
+            ord_status=status,
+            last_qty=last_qty,
+            last_px=last_px,
+            cum_qty=self.cum,
+            leaves_qty=0 if status in TERMINAL else self.quantity - self.cum,
+        )
+        self.reports.append(report)
+        return report
+
+    def new(self):
+        return self._report(ExecType.NEW, OrdStatus.NEW)
+
+    def trade(self, qty, price="10.00"):
+        if self.cum + qty == self.quantity:
+            status = OrdStatus.FILLED
+        elif self.status == OrdStatus.PENDING_CANCEL:
+            status = OrdStatus.PENDING_CANCEL
+        else:
+            status = OrdStatus.PARTIALLY_FILLED
+        return self._report(ExecType.TRADE, status, qty, D(price))
+
+    def pending_cancel(self, cancel_id="C1"):
+        return self._report(ExecType.PENDING_CANCEL, OrdStatus.PENDING_CANCEL, cancel_id=cancel_id)
+
+    def canceled(self, cancel_id="C1"):
+        return self._report(ExecType.CANCELED, OrdStatus.CANCELED, cancel_id=cancel_id)
+
+    def expired(self):
+        return self._report(ExecType.EXPIRED, OrdStatus.EXPIRED)
+
+    def rejected(self):
+        return self._report(ExecType.REJECTED, OrdStatus.REJECTED)
+
+    def cancel_reject(self, cancel_id="C1"):
+        report = Report(
+            exec_id="",
+            cl_ord_id=ORDER,
+            cancel_id=cancel_id,
+            msg_type=MsgType.ORDER_CANCEL_REJECT,
+            ord_status=self.status,
+        )
+        self.reports.append(report)
+        return report
+
+    def status_answer(self):
+        """What an OrderStatusRequest would get now; not part of the journal's stream."""
+        return Report(
+            exec_id="0",
+            cl_ord_id=ORDER,
+            exec_type=ExecType.ORDER_STATUS,
+            ord_status=self.status,
+            cum_qty=self.cum,
+            leaves_qty=0 if self.status in TERMINAL else self.quantity - self.cum,
+        )
+
+
+def start(quantity=100):
+    return VenueOrder(cl_ord_id=ORDER, quantity=quantity)
+
+
+def folded(reports, quantity=100):
+    state, effects = fold_many(start(quantity), reports)
+    assert not [e.quarantine for e in effects if e.quarantine]
+    return state
+
+
+def fields(state, matched=0, matched_notional=D(0)):
+    return order_fields(
+        quantity=matched + state.quantity,
+        matched_quantity=matched,
+        matched_notional=matched_notional,
+        venue=state,
+    )
+
+
+# --- executions and idempotency ------------------------------------------------------
+
+
+def test_trades_add_executions_with_quantity_and_price():
+    venue = Venue(100)
+    state = folded([venue.new(), venue.trade(30, "10.00")])
+    state, effect = fold(state, venue.trade(20, "10.30"))
+    assert [(e.exec_id, e.quantity, e.price, e.cum_qty) for e in effect.executions] == [
+        ("E3", 20, D("10.30"), 50)
+    ]
+    assert (state.filled_quantity, state.notional, state.cum_qty) == (50, D("506.00"), 50)
+    assert state.status == OrdStatus.PARTIALLY_FILLED
+    assert fields(state).average_fill_price == D("10.1200")
+
+
+def test_duplicate_exec_id_changes_nothing():
+    venue = Venue(100)
+    trade = venue.trade(30)
+    state = folded([venue.reports[0]])
+    again, effect = fold(state, replace(trade, poss_dup=True))
+    assert effect == Effect(duplicate=True)
+    assert again is state
+
+
+def test_possdup_replay_of_the_whole_stream_changes_nothing():
+    venue = Venue(100)
+    venue.new(), venue.trade(40), venue.trade(60)
+    state = folded(venue.reports)
+    again, effects = fold_many(state, [replace(r, poss_dup=True) for r in venue.reports])
+    assert again == state
+    assert all(e == Effect(duplicate=True) for e in effects)
+
+
+def test_trades_arriving_out_of_order_are_both_executions():
+    venue = Venue(100)
+    new, first, second = venue.new(), venue.trade(30), venue.trade(20)
+    state, effects = fold_many(start(), [new, second])
+    assert effects[1].missing_quantity == 30
+    state, effect = fold(state, first)
+    assert effect.executions[0].exec_id == first.exec_id and effect.missing_quantity == 0
+    assert state == folded([new, first, second])
+
+
+# --- never backwards -----------------------------------------------------------------
+
+
+def test_late_new_after_fill_does_not_move_back():
+    venue = Venue(100)
+    new, trade = venue.new(), venue.trade(30)
+    state, effect = fold(folded([trade]), new)
+    assert effect == Effect()
+    assert state.status == OrdStatus.PARTIALLY_FILLED
+    assert fields(state).status == Status.PARTIALLY_FILLED
+
+
+def test_late_pending_cancel_after_terminal_changes_nothing_visible():
+    venue = Venue(100)
+    new, pending, canceled = venue.new(), venue.pending_cancel(), venue.canceled()
+    before = folded([new, canceled])
+    state, effect = fold(before, pending)
+    assert effect == Effect()
+    assert state.status == OrdStatus.CANCELED
+    assert fields(state) == fields(before)
+
+
+def test_terminal_status_never_changes():
+    venue = Venue(100)
+    state = folded([venue.new(), venue.expired()])
+    late_cancel = replace(venue.canceled(), exec_id="E9")
+    again, effect = fold(state, late_cancel)
+    assert again is state
+    assert "after final OrdStatus" in effect.quarantine
+
+
+def test_filled_order_stays_filled():
+    venue = Venue(10)
+    state = folded([venue.new(), venue.trade(10)], quantity=10)
+    assert state.status == OrdStatus.FILLED
+    assert fields(state).status == Status.FILLED
+
+
+# --- cancels -------------------------------------------------------------------------
+
+
+def test_cancel_after_partial_fill_keeps_the_fills():
+    venue = Venue(100)
+    venue.new(), venue.trade(30, "10.00")
+    state = cancel_requested(folded(venue.reports), "C1")
+    assert fields(state).status == Status.PENDING_CANCEL
+    state, effects = fold_many(state, [venue.pending_cancel(), venue.canceled()])
+    assert effects[-1].cancel_confirmed
+    assert (state.filled_quantity, state.cum_qty, state.status) == (30, 30, OrdStatus.CANCELED)
+    assert fields(state) == OrderFields(Status.CANCELLED, 30, D("10.0000"), 0, 70)
+
+
+def test_trade_after_canceled_for_quantity_executed_before_the_cancel_is_an_execution():
+    venue = Venue(100)
+    new, first, second = venue.new(), venue.trade(30), venue.trade(20, "10.50")
+    canceled = venue.canceled()
+    state = folded([new, first, canceled])
+    assert state.missing_quantity == 20
+    assert fields(state).status == Status.PENDING_CANCEL  # cancelled, but fills still owed
+    assert fields(state).remaining_quantity == 20
+    state, effect = fold(state, second)
+    assert [e.quantity for e in effect.executions] == [20]
+    assert state.status == OrdStatus.CANCELED
+    assert fields(state) == OrderFields(Status.CANCELLED, 50, D("10.2000"), 0, 50)
+
+
+def test_trade_beyond_the_final_cum_qty_is_quarantined():
+    venue = Venue(100)
+    venue.new(), venue.trade(30)
+    state = folded([*venue.reports, venue.canceled()])
+    late = replace(venue.trade(10), exec_id="E99", ord_status=OrdStatus.PARTIALLY_FILLED, leaves_qty=60)
+    again, effect = fold(state, late)
+    assert again is state
+    assert "beyond the final CumQty" in effect.quarantine
+
+
+def test_cancel_reject_returns_the_order_to_working():
+    venue = Venue(100)
+    venue.new(), venue.trade(30)
+    state = cancel_requested(folded(venue.reports), "C1")
+    state, effect = fold(state, venue.cancel_reject("C1"))
+    assert effect.cancel_rejected
+    assert effect.status == OrdStatus.PARTIALLY_FILLED
+    assert fields(state).status == Status.PARTIALLY_FILLED
+    assert fold(state, venue.cancel_reject("C1")) == (state, Effect(duplicate=True))
+
+
+def test_old_cancel_reject_resent_late_does_not_undo_a_newer_cancel():
+    venue = Venue(100)
+    new, reject = venue.new(), venue.cancel_reject("C1")
+    pending = venue.pending_cancel("C2")
+    state = folded([new, pending, reject])
+    assert state.cancel_pending
+    assert state == folded([new, reject, pending])
+
+
+# --- status answers ------------------------------------------------------------------
+
+
+def test_status_answer_never_creates_an_execution():
+    venue = Venue(100)
+    venue.new(), venue.trade(30)
+    state = folded(venue.reports)
+    again, effect = fold(state, venue.status_answer())
+    assert effect == Effect()
+    assert again == state
+
+
+def test_status_answer_ahead_of_executions_asks_for_recovery():
+    venue = Venue(100)
+    venue.new(), venue.trade(30), venue.trade(20)
+    state, effect = fold(start(), venue.status_answer())  # the reports themselves were lost
+    assert effect.executions == ()
+    assert effect.missing_quantity == 50
+    assert (state.status, state.filled_quantity, state.cum_qty) == (OrdStatus.PARTIALLY_FILLED, 0, 50)
+    assert fields(state).status == Status.SUBMITTED
+    assert fields(state).remaining_quantity == 100
+
+
+def test_status_answer_reconciles_a_missed_final_report():
+    venue = Venue(100)
+    venue.new(), venue.trade(30)
+    state = folded(venue.reports)
+    venue.expired()
+    state, effect = fold(state, venue.status_answer())
+    assert effect.status == OrdStatus.EXPIRED and effect.missing_quantity == 0
+    assert fields(state) == OrderFields(Status.EXPIRED, 30, D("10.0000"), 0, 70)
+
+
+def test_unknown_order_status_answer_means_not_held():
+    answer = Report(
+        exec_id="0",
+        cl_ord_id=ORDER,
+        exec_type=ExecType.ORDER_STATUS,
+        ord_status=OrdStatus.REJECTED,
+        reason=UNKNOWN_ORDER,
+        text="Unknown order",
+    )
+    state, effect = fold(start(), answer)
+    assert effect == Effect(not_held=True)
+    assert state == start()
+    acknowledged = folded([Venue(100).new()])
+    again, effect = fold(acknowledged, answer)
+    assert again is acknowledged and effect.quarantine
+
+
+def test_venue_reject_of_the_new_order():
+    state = folded([Venue(100).rejected()])
+    assert state.status == OrdStatus.REJECTED
+    assert fields(state, matched=5, matched_notional=D("50")) == OrderFields(
+        Status.REJECTED, 5, D("10.0000"), 0, 100
+    )
+
+
+# --- contradictions ------------------------------------------------------------------
+
+
+def _working():
+    venue = Venue(100)
+    venue.new(), venue.trade(30), venue.trade(20)
+    return venue, folded(venue.reports)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (dict(exec_type="Z"), "unknown ExecType"),
+        (dict(cl_ord_id="someone-else"), "report for order"),
+        (dict(last_qty=10, cum_qty=110, leaves_qty=0, ord_status=OrdStatus.FILLED), "outside the order"),
+        (dict(last_qty=10, cum_qty=40, leaves_qty=60), "overlaps executions"),
+        (dict(last_qty=15, cum_qty=60, leaves_qty=40), "overlaps executions"),
+        (dict(last_qty=10, cum_qty=60, leaves_qty=50), "LeavesQty 50 != quantity"),
+        (dict(last_qty=0, cum_qty=60, leaves_qty=40), "LastQty 0"),
+        (dict(last_qty=10, cum_qty=60, leaves_qty=40, last_px=None), "LastPx"),
+        (dict(ord_status=OrdStatus.NEW, last_qty=10, cum_qty=60, leaves_qty=40), "with ExecType"),
+    ],
+)
+def test_contradicting_trade_is_quarantined(change, reason):
+    venue, state = _working()
+    report = replace(venue.trade(10), exec_id="E99", **change)
+    again, effect = fold(state, report)
+    assert again is state
+    assert reason in effect.quarantine
+    assert effect.executions == ()
+
+
+def test_cum_qty_going_down_on_a_final_report_is_quarantined():
+    venue, state = _working()
+    canceled = replace(venue.canceled(), cum_qty=30)
+    again, effect = fold(state, canceled)
+    assert again is state
+    assert "CumQty going down" in effect.quarantine
+
+
+def test_fills_beyond_quantity_are_quarantined():
+    venue = Venue(10)
+    state = folded([venue.new(), venue.trade(10)], quantity=10)
+    beyond = replace(venue.trade(5), exec_id="E9", ord_status=OrdStatus.FILLED)
+    again, effect = fold(state, beyond)
+    assert again is state and "outside the order quantity" in effect.quarantine
+
+
+# --- public fields -------------------------------------------------------------------
+
+
+def test_public_fields_combine_internal_matches_and_venue_fills():
+    venue = Venue(60)
+    venue.new(), venue.trade(20, "11.00")
+    state = folded(venue.reports, quantity=60)
+    result = fields(state, matched=40, matched_notional=D("400"))
+    assert result == OrderFields(Status.PARTIALLY_FILLED, 60, D("10.3333"), 40, 0)
+
+
+def test_order_not_yet_answered_by_the_venue_keeps_its_internal_status():
+    sent = start(60)
+    assert fields(sent, matched=40, matched_notional=D("400")).status == Status.PARTIAL
+    assert fields(sent).status == Status.OPEN
+    assert fields(folded([Venue(60).new()], quantity=60)).status == Status.SUBMITTED
+
+
+def test_order_ended_before_reaching_the_venue():
+    result = order_fields(
+        quantity=10, matched_quantity=4, matched_notional=D("40"), venue=None, ended=Status.FAILED
+    )
+    assert result == OrderFields(Status.FAILED, 4, D("10.0000"), 0, 6)
+    matched = order_fields(quantity=10, matched_quantity=10, matched_notional=D("100"), venue=None)
+    assert matched.status == Status.MATCHED and matched.remaining_quantity == 0
+
+
+def test_venue_quantity_must_be_what_was_not_matched():
+    with pytest.raises(ValueError):
+        order_fields(quantity=10, matched_quantity=4, matched_notional=D("40"), venue=start(5))
