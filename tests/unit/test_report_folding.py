@@ -7,6 +7,8 @@ from decimal import Decimal
 from itertools import count
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from orders.reports import (
     TERMINAL,
@@ -397,3 +399,159 @@ def test_order_ended_before_reaching_the_venue():
 def test_venue_quantity_must_be_what_was_not_matched():
     with pytest.raises(ValueError):
         order_fields(quantity=10, matched_quantity=4, matched_notional=D("40"), venue=start(5))
+
+
+# --- property: any redelivery of a venue's stream folds to the same order -----------
+
+PRICES = st.sampled_from(["9.99", "10.00", "10.01", "10.25"])
+
+
+@st.composite
+def venue_histories(draw):
+    """A venue's stream for one order, and the status answers it could give after each report."""
+    venue = Venue(draw(st.integers(1, 40)))
+    answers = []
+
+    def then(report_fn, *args):
+        report_fn(*args)
+        answers.append(venue.status_answer())
+
+    if draw(st.integers(0, 5)) == 0:
+        then(venue.rejected)
+        return venue, answers
+    then(venue.new)
+    ending = draw(st.sampled_from(["working", "cancel", "pending", "expire", "fill"]))
+    lots = draw(st.lists(st.integers(1, max(1, venue.quantity // 3)), max_size=5))
+    reject_at = draw(st.integers(0, len(lots) + 1))
+    for i, lot in enumerate(lots):
+        if i == reject_at:
+            then(venue.cancel_reject, "C0")
+        lot = min(lot, venue.quantity - venue.cum)
+        if lot:
+            then(venue.trade, lot, draw(PRICES))
+    if venue.cum < venue.quantity:
+        if ending in ("cancel", "pending"):
+            then(venue.pending_cancel, "C1")
+            if draw(st.booleans()) and venue.cum < venue.quantity:
+                then(venue.trade, draw(st.integers(1, venue.quantity - venue.cum)), draw(PRICES))
+            if ending == "cancel" and venue.status not in TERMINAL:
+                then(venue.canceled, "C1")
+        elif ending == "expire":
+            then(venue.expired)
+        elif ending == "fill":
+            then(venue.trade, venue.quantity - venue.cum, draw(PRICES))
+    if reject_at == len(lots) + 1 and venue.status in TERMINAL:
+        then(venue.cancel_reject, "C9")  # too late
+    return venue, answers
+
+
+# "next" delivers the following report; a skipped one is a gap, resent by a later
+# replay or, at the latest, by the recovery at the end of the delivery.
+STEPS = ["next", "next", "next", "skip", "skip", "dup", "replay", "status", "status"]
+DELIVERY_STEPS = st.lists(st.tuples(st.sampled_from(STEPS), st.integers(0, 99)), min_size=5, max_size=50)
+
+
+def redeliver(stream, answers, steps):
+    delivered, position = [], 0
+    for step, n in steps:
+        if step in ("next", "skip") and position < len(stream):
+            if step == "next":
+                delivered.append(stream[position])
+            position += 1
+        elif step == "dup" and position:
+            delivered.append(replace(stream[n % position], poss_dup=True))
+        elif step == "replay" and position:
+            delivered.extend(replace(r, poss_dup=True) for r in stream[n % position : position])
+        elif step == "status":
+            delivered.append(answers[n % len(answers)])
+    missed = [i for i, r in enumerate(stream) if not any(_same(r, d) for d in delivered)]
+    if missed:
+        delivered.extend(replace(r, poss_dup=True) for r in stream[missed[0] :])
+    return delivered
+
+
+def _same(report, delivered):
+    return replace(report, poss_dup=delivered.poss_dup) == delivered
+
+
+VENUE_TO_PUBLIC = {
+    OrdStatus.NEW: Status.SUBMITTED,
+    OrdStatus.PARTIALLY_FILLED: Status.PARTIALLY_FILLED,
+    OrdStatus.PENDING_CANCEL: Status.PENDING_CANCEL,
+    OrdStatus.FILLED: Status.FILLED,
+    OrdStatus.CANCELED: Status.CANCELLED,
+    OrdStatus.EXPIRED: Status.EXPIRED,
+    OrdStatus.REJECTED: Status.REJECTED,
+}
+
+
+def assert_matches_the_venue(state, venue):
+    """Our view equals the venue's journal once every report arrived (SPEC §9)."""
+    trades = [r for r in venue.reports if r.exec_type == ExecType.TRADE]
+    assert state.status == venue.status
+    assert state.cum_qty == state.filled_quantity == venue.cum
+    assert state.notional == sum((r.last_qty * r.last_px for r in trades), D(0))
+    assert state.missing_quantity == 0
+
+
+STATUS_RANK = {Status.OPEN: 0, Status.PARTIAL: 0, Status.SUBMITTED: 1, Status.PARTIALLY_FILLED: 2}
+STATUS_RANK[Status.PENDING_CANCEL] = 3
+FINAL = {Status.FILLED, Status.CANCELLED, Status.EXPIRED, Status.REJECTED}
+
+PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY_SETTINGS
+@given(venue_histories(), DELIVERY_STEPS, st.integers(0, 5))
+def test_property_any_redelivery_folds_to_the_stream_applied_once(history, steps, matched):
+    venue, answers = history
+    stream = venue.reports
+    expected = folded(stream, quantity=venue.quantity)
+    delivered = redeliver(stream, answers, steps)
+
+    def public(state):
+        return fields(state, matched=matched, matched_notional=matched * D("10.00"))
+
+    state = start(venue.quantity)
+    shown = public(state)
+    executions = []
+    for i, report in enumerate(delivered):
+        before = state
+        state, effect = fold(state, report)
+        assert not effect.quarantine, (report, effect.quarantine)
+        executions.extend(effect.executions)
+
+        now = public(state)
+        assert (
+            now.filled_quantity + now.remaining_quantity + now.cancelled_quantity == matched + venue.quantity
+        )
+        assert min(now.filled_quantity, now.remaining_quantity, now.cancelled_quantity) >= 0
+        assert now.filled_quantity >= shown.filled_quantity
+        assert state.cum_qty >= before.cum_qty
+        if shown.status in FINAL:
+            assert now == shown
+        elif now.status not in FINAL:
+            assert STATUS_RANK[now.status] >= STATUS_RANK[shown.status]
+        shown = now
+
+        trades_so_far = {r.exec_id for r in delivered[: i + 1] if r.exec_type == ExecType.TRADE}
+        assert [e.exec_id for e in executions] == list(dict.fromkeys(e.exec_id for e in executions))
+        assert {e.exec_id for e in executions} == trades_so_far
+        assert state.filled_quantity == sum(e.quantity for e in executions)
+
+    assert state == expected
+    assert_matches_the_venue(state, venue)
+    assert public(state) == public(expected)
+    assert public(state).status == VENUE_TO_PUBLIC[venue.status]
+    assert public(state).filled_quantity == matched + venue.cum
+
+
+@PROPERTY_SETTINGS
+@given(venue_histories(), st.randoms(use_true_random=False))
+def test_property_any_order_of_the_distinct_reports_folds_the_same(history, rng):
+    venue, answers = history
+    shuffled = [*venue.reports, *answers]
+    rng.shuffle(shuffled)
+    state = folded(shuffled, quantity=venue.quantity)
+    assert state == folded(venue.reports, quantity=venue.quantity)
+    assert_matches_the_venue(state, venue)
