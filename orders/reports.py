@@ -214,6 +214,41 @@ class OrderFields:
     cancelled_quantity: int
 
 
+def restore(
+    *,
+    cl_ord_id: str,
+    quantity: int,
+    status: OrdStatus | None,
+    cum_qty: int,
+    executions: Iterable[Execution],
+    applied: Iterable[str] = (),
+    cancels: Iterable[str] = (),
+    cancel_rejects: Iterable[str] = (),
+) -> VenueOrder:
+    """The state from what the database stores: venue columns, executions, cancel requests.
+
+    Execution rows give the trade ExecIDs; ``applied`` (other ExecIDs the journal holds)
+    is optional, since every other report folds to no change when repeated: it only
+    turns that no-op into an effect marked ``duplicate``.
+    """
+    executions = list(executions)
+    slices = ()
+    for execution in executions:
+        slices = _cover(slices, execution.cum_qty - execution.quantity, execution.cum_qty)
+    return VenueOrder(
+        cl_ord_id=cl_ord_id,
+        quantity=quantity,
+        status=status,
+        cum_qty=cum_qty,
+        filled_quantity=sum(e.quantity for e in executions),
+        notional=sum((e.quantity * e.price for e in executions), ZERO),
+        applied=frozenset(applied) | {e.exec_id for e in executions},
+        slices=slices,
+        cancels=frozenset(cancels),
+        cancel_rejects=frozenset(cancel_rejects),
+    )
+
+
 def cancel_requested(state: VenueOrder, cancel_id: str) -> VenueOrder:
     """Our cancel request ``cancel_id`` went out: pending cancel until the venue answers."""
     if state.status in TERMINAL:

@@ -25,6 +25,7 @@ from orders.reports import (
     fold,
     fold_many,
     order_fields,
+    restore,
 )
 
 D = Decimal
@@ -396,6 +397,23 @@ def test_order_ended_before_reaching_the_venue():
     assert matched.status == Status.MATCHED and matched.remaining_quantity == 0
 
 
+def test_state_restored_from_stored_rows_folds_on_like_the_original():
+    venue = Venue(100)
+    new, first, second, third = venue.new(), venue.trade(10), venue.trade(20), venue.trade(30, "10.50")
+    state, effects = fold_many(start(), [new, third, first])
+    executions = [e for effect in effects for e in effect.executions]
+    stored = restore(
+        cl_ord_id=ORDER,
+        quantity=100,
+        status=state.status,
+        cum_qty=state.cum_qty,
+        executions=executions,
+        applied=[new.exec_id],
+    )
+    assert stored == state
+    assert fold(stored, second)[0] == folded([new, first, second, third])
+
+
 def test_venue_quantity_must_be_what_was_not_matched():
     with pytest.raises(ValueError):
         order_fields(quantity=10, matched_quantity=4, matched_notional=D("40"), venue=start(5))
@@ -544,6 +562,22 @@ def test_property_any_redelivery_folds_to_the_stream_applied_once(history, steps
     assert public(state) == public(expected)
     assert public(state).status == VENUE_TO_PUBLIC[venue.status]
     assert public(state).filled_quantity == matched + venue.cum
+    stored = restore(
+        cl_ord_id=ORDER,
+        quantity=venue.quantity,
+        status=state.status,
+        cum_qty=state.cum_qty,
+        executions=reversed(executions),
+        applied=state.applied,
+        cancels=state.cancels,
+        cancel_rejects=state.cancel_rejects,
+    )
+    assert stored == state
+    # Without the journal's non-trade ExecIDs, a replay of everything still changes nothing.
+    bare = replace(stored, applied=frozenset(e.exec_id for e in executions))
+    again, effects = fold_many(bare, delivered)
+    assert not any(e.quarantine or e.executions or e.status for e in effects)
+    assert again == state
 
 
 @PROPERTY_SETTINGS
