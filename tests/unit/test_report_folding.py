@@ -116,6 +116,13 @@ def folded(reports, quantity=100):
     return state
 
 
+def assert_quarantined(state, report, reason):
+    again, effect = fold(state, report)
+    assert again is state
+    assert effect.executions == () and effect.status is None
+    assert reason in effect.quarantine
+
+
 def fields(state, matched=0, matched_notional=D(0)):
     return order_fields(
         quantity=matched + state.quantity,
@@ -142,16 +149,17 @@ def test_trades_add_executions_with_quantity_and_price():
 
 def test_duplicate_exec_id_changes_nothing():
     venue = Venue(100)
-    trade = venue.trade(30)
-    state = folded([venue.reports[0]])
-    again, effect = fold(state, replace(trade, poss_dup=True))
+    state = folded([venue.new(), venue.trade(30)])
+    again, effect = fold(state, replace(venue.reports[-1], poss_dup=True))
     assert effect == Effect(duplicate=True)
     assert again is state
 
 
 def test_possdup_replay_of_the_whole_stream_changes_nothing():
     venue = Venue(100)
-    venue.new(), venue.trade(40), venue.trade(60)
+    venue.new()
+    venue.trade(40)
+    venue.trade(60)
     state = folded(venue.reports)
     again, effects = fold_many(state, [replace(r, poss_dup=True) for r in venue.reports])
     assert again == state
@@ -193,10 +201,7 @@ def test_late_pending_cancel_after_terminal_changes_nothing_visible():
 def test_terminal_status_never_changes():
     venue = Venue(100)
     state = folded([venue.new(), venue.expired()])
-    late_cancel = replace(venue.canceled(), exec_id="E9")
-    again, effect = fold(state, late_cancel)
-    assert again is state
-    assert "after final OrdStatus" in effect.quarantine
+    assert_quarantined(state, replace(venue.canceled(), exec_id="E9"), "after final OrdStatus")
 
 
 def test_filled_order_stays_filled():
@@ -211,7 +216,8 @@ def test_filled_order_stays_filled():
 
 def test_cancel_after_partial_fill_keeps_the_fills():
     venue = Venue(100)
-    venue.new(), venue.trade(30, "10.00")
+    venue.new()
+    venue.trade(30, "10.00")
     state = cancel_requested(folded(venue.reports), "C1")
     assert fields(state).status == Status.PENDING_CANCEL
     state, effects = fold_many(state, [venue.pending_cancel(), venue.canceled()])
@@ -236,17 +242,17 @@ def test_trade_after_canceled_for_quantity_executed_before_the_cancel_is_an_exec
 
 def test_trade_beyond_the_final_cum_qty_is_quarantined():
     venue = Venue(100)
-    venue.new(), venue.trade(30)
+    venue.new()
+    venue.trade(30)
     state = folded([*venue.reports, venue.canceled()])
     late = replace(venue.trade(10), exec_id="E99", ord_status=OrdStatus.PARTIALLY_FILLED, leaves_qty=60)
-    again, effect = fold(state, late)
-    assert again is state
-    assert "beyond the final CumQty" in effect.quarantine
+    assert_quarantined(state, late, "beyond the final CumQty")
 
 
 def test_cancel_reject_returns_the_order_to_working():
     venue = Venue(100)
-    venue.new(), venue.trade(30)
+    venue.new()
+    venue.trade(30)
     state = cancel_requested(folded(venue.reports), "C1")
     state, effect = fold(state, venue.cancel_reject("C1"))
     assert effect.cancel_rejected
@@ -269,7 +275,8 @@ def test_old_cancel_reject_resent_late_does_not_undo_a_newer_cancel():
 
 def test_status_answer_never_creates_an_execution():
     venue = Venue(100)
-    venue.new(), venue.trade(30)
+    venue.new()
+    venue.trade(30)
     state = folded(venue.reports)
     again, effect = fold(state, venue.status_answer())
     assert effect == Effect()
@@ -278,7 +285,9 @@ def test_status_answer_never_creates_an_execution():
 
 def test_status_answer_ahead_of_executions_asks_for_recovery():
     venue = Venue(100)
-    venue.new(), venue.trade(30), venue.trade(20)
+    venue.new()
+    venue.trade(30)
+    venue.trade(20)
     state, effect = fold(start(), venue.status_answer())  # the reports themselves were lost
     assert effect.executions == ()
     assert effect.missing_quantity == 50
@@ -289,7 +298,8 @@ def test_status_answer_ahead_of_executions_asks_for_recovery():
 
 def test_status_answer_reconciles_a_missed_final_report():
     venue = Venue(100)
-    venue.new(), venue.trade(30)
+    venue.new()
+    venue.trade(30)
     state = folded(venue.reports)
     venue.expired()
     state, effect = fold(state, venue.status_answer())
@@ -310,8 +320,7 @@ def test_unknown_order_status_answer_means_not_held():
     assert effect == Effect(not_held=True)
     assert state == start()
     acknowledged = folded([Venue(100).new()])
-    again, effect = fold(acknowledged, answer)
-    assert again is acknowledged and effect.quarantine
+    assert_quarantined(acknowledged, answer, "does not know an order it acknowledged")
 
 
 def test_venue_reject_of_the_new_order():
@@ -327,7 +336,9 @@ def test_venue_reject_of_the_new_order():
 
 def _working():
     venue = Venue(100)
-    venue.new(), venue.trade(30), venue.trade(20)
+    venue.new()
+    venue.trade(30)
+    venue.trade(20)
     return venue, folded(venue.reports)
 
 
@@ -347,27 +358,19 @@ def _working():
 )
 def test_contradicting_trade_is_quarantined(change, reason):
     venue, state = _working()
-    report = replace(venue.trade(10), exec_id="E99", **change)
-    again, effect = fold(state, report)
-    assert again is state
-    assert reason in effect.quarantine
-    assert effect.executions == ()
+    assert_quarantined(state, replace(venue.trade(10), exec_id="E99", **change), reason)
 
 
 def test_cum_qty_going_down_on_a_final_report_is_quarantined():
     venue, state = _working()
-    canceled = replace(venue.canceled(), cum_qty=30)
-    again, effect = fold(state, canceled)
-    assert again is state
-    assert "CumQty going down" in effect.quarantine
+    assert_quarantined(state, replace(venue.canceled(), cum_qty=30), "CumQty going down")
 
 
 def test_fills_beyond_quantity_are_quarantined():
     venue = Venue(10)
     state = folded([venue.new(), venue.trade(10)], quantity=10)
     beyond = replace(venue.trade(5), exec_id="E9", ord_status=OrdStatus.FILLED)
-    again, effect = fold(state, beyond)
-    assert again is state and "outside the order quantity" in effect.quarantine
+    assert_quarantined(state, beyond, "outside the order quantity")
 
 
 # --- public fields -------------------------------------------------------------------
@@ -375,7 +378,8 @@ def test_fills_beyond_quantity_are_quarantined():
 
 def test_public_fields_combine_internal_matches_and_venue_fills():
     venue = Venue(60)
-    venue.new(), venue.trade(20, "11.00")
+    venue.new()
+    venue.trade(20, "11.00")
     state = folded(venue.reports, quantity=60)
     result = fields(state, matched=40, matched_notional=D("400"))
     assert result == OrderFields(Status.PARTIALLY_FILLED, 60, D("10.3333"), 40, 0)
