@@ -37,16 +37,38 @@ class Order(models.Model):
         BUY = "buy", "Buy"
         SELL = "sell", "Sell"
 
+    class TimeInForce(models.TextChoices):
+        DAY = "day", "Day"
+        GTC = "gtc", "Good till cancelled"
+        IOC = "ioc", "Immediate or cancel"
+        FOK = "fok", "Fill or kill"
+
     class Status(models.TextChoices):
         OPEN = "OPEN", "Open"
         PARTIAL = "PARTIAL", "Partially matched"
         MATCHED = "MATCHED", "Matched"
         SUBMITTED = "SUBMITTED", "Submitted"
-        FAILED = "FAILED", "Failed"
+        PARTIALLY_FILLED = "PARTIALLY_FILLED", "Partially filled"
+        FILLED = "FILLED", "Filled"
+        PENDING_CANCEL = "PENDING_CANCEL", "Pending cancel"
         CANCELLED = "CANCELLED", "Cancelled"
+        EXPIRED = "EXPIRED", "Expired"
+        REJECTED = "REJECTED", "Rejected"
+        FAILED = "FAILED", "Failed"
 
+    # Working in our own pipeline: in the internal book, awaiting a match, or in flight.
     WORKING_STATUSES = (Status.OPEN, Status.PARTIAL)
-    TERMINAL_STATUSES = (Status.MATCHED, Status.SUBMITTED, Status.CANCELLED, Status.FAILED)
+    # Working at the venue (SPEC §9): accepted there and not yet final.
+    AT_VENUE_STATUSES = (Status.SUBMITTED, Status.PARTIALLY_FILLED, Status.PENDING_CANCEL)
+    TERMINAL_STATUSES = (
+        Status.MATCHED,
+        Status.SUBMITTED,
+        Status.FILLED,
+        Status.CANCELLED,
+        Status.EXPIRED,
+        Status.REJECTED,
+        Status.FAILED,
+    )
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
@@ -58,13 +80,18 @@ class Order(models.Model):
     side = models.CharField(max_length=4, choices=Side.choices)
     instrument = models.CharField(max_length=12)
     limit_price = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices, default=TimeInForce.DAY)
     quantity = models.PositiveIntegerField()
     matched_quantity = models.PositiveIntegerField(default=0)
     placed_quantity = models.PositiveIntegerField(default=0)
     remaining_quantity = models.PositiveIntegerField()
     # Sum of price * quantity over the order's matches: the average without a join.
     matched_notional = models.DecimalField(max_digits=26, decimal_places=2, default=Decimal("0"))
-    status = models.CharField(max_length=9, choices=Status.choices, default=Status.OPEN)
+    # Every execution, internal matches and venue fills (SPEC §9), and its notional.
+    filled_quantity = models.PositiveIntegerField(default=0)
+    filled_notional = models.DecimalField(max_digits=28, decimal_places=4, default=Decimal("0"))
+    cancelled_quantity = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     failure_reason = models.TextField(blank=True, default="")
 
     # Pipeline state (SPEC §4-§6); see docs/architecture.md.
@@ -81,6 +108,9 @@ class Order(models.Model):
     first_attempt_at = models.DateTimeField(null=True, blank=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
+    # What the venue last said of the order (FIX OrdStatus) and its highest CumQty.
+    venue_status = models.CharField(max_length=1, blank=True, default="")
+    venue_cum_quantity = models.PositiveIntegerField(default=0)
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -125,6 +155,12 @@ class Order(models.Model):
             return None
         return (self.matched_notional / self.matched_quantity).quantize(Decimal("0.0001"))
 
+    @property
+    def average_fill_price(self) -> Decimal | None:
+        if not self.filled_quantity:
+            return None
+        return (self.filled_notional / self.filled_quantity).quantize(Decimal("0.0001"))
+
     def save_changes(self, *fields: str) -> None:
         """Persist the named fields, stamping the progress clock (``orders/transitions.py`` calls it)."""
         self.updated_at = timezone.now()
@@ -156,3 +192,38 @@ class PlacementAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} for {self.order_id}: {self.outcome}"
+
+
+class Execution(models.Model):
+    """One fill of an order at the venue, from its ExecutionReport (SPEC §9); unique by ExecID.
+
+    Internal matches are ``matching.OrderMatch`` rows; an order's executions are both.
+    """
+
+    exec_id = models.CharField(max_length=64, unique=True)
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="venue_executions")
+    quantity = models.PositiveIntegerField()
+    price = models.DecimalField(max_digits=14, decimal_places=4)
+    cum_quantity = models.PositiveIntegerField()
+    executed_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["order", "cum_quantity"]
+        indexes = [models.Index(fields=["order", "cum_quantity"], name="execution_order")]
+
+    def __str__(self) -> str:
+        return f"{self.exec_id}: {self.quantity} @ {self.price}"
+
+
+class CancelRequest(models.Model):
+    """One cancel we asked the venue for (its own ClOrdID), and whether the venue refused it."""
+
+    cl_ord_id = models.CharField(max_length=64, unique=True)
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="cancel_requests")
+    requested_at = models.DateTimeField(default=timezone.now)
+    rejected_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"cancel {self.cl_ord_id} of {self.order_id}"

@@ -29,9 +29,18 @@ def order_fill_internally(order: Order, quantity: int, price: Decimal) -> set[st
     """One internal fill against ``order``; returns the fields it changed (unsaved)."""
     order.matched_quantity += quantity
     order.matched_notional += price * quantity
+    order.filled_quantity += quantity
+    order.filled_notional += price * quantity
     order.remaining_quantity -= quantity
     order.status = S.MATCHED if order.remaining_quantity == 0 else S.PARTIAL
-    return {"matched_quantity", "matched_notional", "remaining_quantity", "status"}
+    return {
+        "matched_quantity",
+        "matched_notional",
+        "filled_quantity",
+        "filled_notional",
+        "remaining_quantity",
+        "status",
+    }
 
 
 def order_finish_match_pass(order: Order, now: datetime) -> set[str]:
@@ -134,6 +143,7 @@ def order_fail(order_id, attempt: int, *, reason: str, error: str, now: datetime
         status=S.FAILED,
         failure_reason=reason,
         last_error=error,
+        cancelled_quantity=F("quantity") - F("filled_quantity"),
         remaining_quantity=0,
         in_flight=False,
         route_at=None,
@@ -152,6 +162,7 @@ def _current(attempts: list[tuple]) -> Q:
 
 REPROCESS_FIELDS = (
     "remaining_quantity",
+    "cancelled_quantity",
     "status",
     "failure_reason",
     "needs_match",
@@ -178,7 +189,15 @@ def order_cancel_in_book(order_id, now: datetime) -> int:
     return (
         Order.objects.working()
         .filter(pk=order_id, in_flight=False)
-        .update(status=S.CANCELLED, remaining_quantity=0, needs_match=False, route_at=None, updated_at=now)
+        .update(
+            status=S.CANCELLED,
+            # In our book nothing is placed: what is not filled is what is cancelled.
+            cancelled_quantity=F("quantity") - F("filled_quantity"),
+            remaining_quantity=0,
+            needs_match=False,
+            route_at=None,
+            updated_at=now,
+        )
     )
 
 
@@ -189,6 +208,7 @@ def order_reprocess(order: Order) -> None:
     deadline restarts.
     """
     order.remaining_quantity = order.quantity - order.matched_quantity - order.placed_quantity
+    order.cancelled_quantity = 0
     order.status = S.PARTIAL if order.matched_quantity else S.OPEN
     order.failure_reason = ""
     order.needs_match = True
@@ -202,6 +222,7 @@ def order_reconcile_held(order: Order, quantity: int) -> None:
     """A FAILED order (row locked) that the exchange says it holds: SUBMITTED with that quantity."""
     order.placed_quantity += quantity
     order.remaining_quantity = 0
+    order.cancelled_quantity = 0
     order.status = S.SUBMITTED
     order.failure_reason = ""
     order.in_flight = False
