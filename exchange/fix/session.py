@@ -14,6 +14,7 @@ import enum
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -204,6 +205,9 @@ class Session:
         self.state = State.DISCONNECTED
         self.transport: Transport | None = None
         self.last_disconnect_reason = ""
+        # Recovery events, for metrics and tests: garbled, duplicates_ignored, resend_requests_sent,
+        # resend_requests_answered, gap_fills_received, rejects_sent.
+        self.stats: Counter[str] = Counter()
         self._parser = StreamParser()
         self._pending: list[bytes] = []
         self._queue: dict[int, Message] = {}
@@ -387,6 +391,7 @@ class Session:
         if message.msg_type:
             body.append((Tag.RefMsgType, message.msg_type))
         body += [(Tag.SessionRejectReason, reason), (Tag.Text, text)]
+        self.stats["rejects_sent"] += 1
         logger.warning("FIX reject of seq %s: %s", message.seq, text)
         self._send_admin(MsgType.Reject, body)
 
@@ -434,6 +439,7 @@ class Session:
         else:
             # FIX 4.4: a garbled message is ignored and consumes no sequence number; the
             # gap it leaves is recovered by ResendRequest when the next message arrives.
+            self.stats["garbled"] += 1
             logger.warning("FIX session %s: garbled input ignored: %s", self.sender_comp_id, error)
 
     def _on_message(self, message: Message) -> None:
@@ -499,6 +505,7 @@ class Session:
             self._resend_until = max(self._resend_until, seen)
             return
         self._resend_until = seen
+        self.stats["resend_requests_sent"] += 1
         self._send_admin(MsgType.ResendRequest, [(Tag.BeginSeqNo, begin), (Tag.EndSeqNo, 0)])
 
     def _advance(self, next_seq: int) -> None:
@@ -525,6 +532,7 @@ class Session:
             return
         if seq < expected:
             if message.poss_dup:
+                self.stats["duplicates_ignored"] += 1
                 logger.debug("FIX duplicate seq %s ignored (expecting %s)", seq, expected)
             else:
                 self._logout_and_disconnect(f"MsgSeqNum too low, expecting {expected} but received {seq}")
@@ -573,6 +581,7 @@ class Session:
                 )
                 self._advance(seq + 1)
             else:
+                self.stats["gap_fills_received"] += 1
                 self._advance(int(new_seq))
             return
         self._advance(seq + 1)
@@ -625,6 +634,7 @@ class Session:
             end = last
         if begin > end:
             return
+        self.stats["resend_requests_answered"] += 1
         logger.info("FIX resending %s..%s to %s", begin, end, self.target_comp_id)
         cursor = begin
         for seq, raw in self.store.outbound_range(begin, end):
