@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import random
 import time
@@ -153,6 +154,8 @@ class Transport(Protocol):
 
 
 INITIATOR = "initiator"
+# A resend longer than this goes out in slices, so heartbeats and live traffic keep flowing.
+RESEND_CHUNK = 2000
 ACCEPTOR = "acceptor"
 
 
@@ -183,6 +186,7 @@ class Session:
         on_disconnect: Callable[[str], None] | None = None,
         logon_timeout: float = 10.0,
         logout_timeout: float = 2.0,
+        resend_timeout: float = 10.0,
     ) -> None:
         if role not in (INITIATOR, ACCEPTOR):
             raise ValueError(f"role must be {INITIATOR!r} or {ACCEPTOR!r}")
@@ -201,6 +205,7 @@ class Session:
         self.on_disconnect = on_disconnect
         self.logon_timeout = logon_timeout
         self.logout_timeout = logout_timeout
+        self.resend_timeout = resend_timeout
 
         self.state = State.DISCONNECTED
         self.transport: Transport | None = None
@@ -212,6 +217,8 @@ class Session:
         self._pending: list[bytes] = []
         self._queue: dict[int, Message] = {}
         self._resend_until = 0  # awaiting a resend up to this inbound number (0: not awaiting)
+        self._resend_at = 0.0
+        self._connection_number = 0
         self._receiving = False
         self._flush_scheduled = False
         self._disconnect_after_flush = ""
@@ -244,6 +251,7 @@ class Session:
         if self.transport is not None:
             raise RuntimeError("session already has a connection")
         self.transport = transport
+        self._connection_number += 1
         self.state = State.AWAITING_LOGON
         self._parser = StreamParser()
         self._queue.clear()
@@ -415,8 +423,13 @@ class Session:
             if now - self._logout_at >= self.logout_timeout:
                 self.disconnect("no Logout answer within the logout timeout")
             return
+        if self._resend_until and now - self._resend_at >= self.resend_timeout:
+            # The counterparty never filled the gap: ask again.
+            seen, self._resend_until = self._resend_until, 0
+            self._request_resend(self.store.next_inbound_seq(), seen)
         interval = self.heartbeat_interval
         if interval <= 0:
+            self.flush()
             return
         if self._test_request_id is not None:
             if now - self._test_request_at >= interval:
@@ -505,6 +518,7 @@ class Session:
             self._resend_until = max(self._resend_until, seen)
             return
         self._resend_until = seen
+        self._resend_at = self.clock()
         self.stats["resend_requests_sent"] += 1
         self._send_admin(MsgType.ResendRequest, [(Tag.BeginSeqNo, begin), (Tag.EndSeqNo, 0)])
 
@@ -636,8 +650,16 @@ class Session:
             return
         self.stats["resend_requests_answered"] += 1
         logger.info("FIX resending %s..%s to %s", begin, end, self.target_comp_id)
-        cursor = begin
-        for seq, raw in self.store.outbound_range(begin, end):
+        self._resend_range(begin, end, self._connection_number)
+
+    def _resend_range(self, cursor: int, end: int, connection: int) -> None:
+        if connection != self._connection_number or self.transport is None:
+            return  # the connection that asked is gone; the next one will ask again
+        sent = 0
+        for seq, raw in self.store.outbound_range(cursor, end):
+            if sent >= RESEND_CHUNK and self.schedule is not None:
+                self.schedule(functools.partial(self._continue_resend, cursor, end, connection))
+                return
             stored = parse_frame(raw)
             if stored.msg_type in ADMIN_MSG_TYPES:
                 continue
@@ -655,9 +677,14 @@ class Session:
                 )
             )
             cursor = seq + 1
+            sent += 1
         if cursor <= end:
             self._pending.append(self._gap_fill(cursor, end + 1))
         self._last_sent = self.clock()
+
+    def _continue_resend(self, cursor: int, end: int, connection: int) -> None:
+        self._resend_range(cursor, end, connection)
+        self.flush()
 
     def _gap_fill(self, seq: int, new_seq: int) -> bytes:
         return encode(

@@ -247,3 +247,31 @@ def test_initiator_sends_logon_and_accepts_the_answer():
     answer = [(Tag.EncryptMethod, 0), (Tag.HeartBtInt, 5)]
     session.data_received(encode(MsgType.Logon, answer, sender="VENUE", target="BROKER", seq=1))
     assert session.logged_on
+
+
+def test_a_long_resend_goes_out_in_slices(monkeypatch):
+    from exchange.fix import session as session_module
+
+    monkeypatch.setattr(session_module, "RESEND_CHUNK", 3)
+    scheduled = []
+    session, peer, clock, inbox = logged_on(schedule=scheduled.append)
+    for n in range(7):
+        session.send(MsgType.ExecutionReport, [(Tag.ExecID, f"e{n}")])  # seqs 2..8
+    session.flush()
+    peer.transport.take()
+    out = peer.send(MsgType.ResendRequest, [(Tag.BeginSeqNo, 2), (Tag.EndSeqNo, 0)])
+    while scheduled:
+        scheduled.pop(0)()
+        out += peer.transport.take()
+    assert [m.get(Tag.ExecID) for m in out] == [f"e{n}" for n in range(7)]
+    assert [m.seq for m in out] == list(range(2, 9))
+
+
+def test_an_unfilled_gap_is_asked_for_again():
+    session, peer, clock, inbox = logged_on()
+    peer.seq = 5
+    assert types(peer.send(MsgType.NewOrderSingle, order("c5"))) == [MsgType.ResendRequest]
+    clock.now += session.resend_timeout + 1
+    session.tick()
+    again = [m for m in peer.transport.take() if m.msg_type == MsgType.ResendRequest]
+    assert [(m.get(Tag.BeginSeqNo), m.get(Tag.EndSeqNo)) for m in again] == [("2", "0")]
