@@ -238,6 +238,11 @@ class Session:
         return self.state is State.LOGGED_ON
 
     @property
+    def awaiting_resend(self) -> bool:
+        """A gap in what we received is being recovered (a ResendRequest is outstanding)."""
+        return bool(self._resend_until)
+
+    @property
     def next_inbound_seq(self) -> int:
         return self.store.next_inbound_seq()
 
