@@ -234,6 +234,14 @@ VENUE_FILL_INTERVAL = env_float("VENUE_FILL_INTERVAL", 1.0)
 VENUE_DAY_SECONDS = env_float("VENUE_DAY_SECONDS", 3600)
 # Fault drills, e.g. "dup=0.02,gap=0.005,disconnect=0.001"; checked when run_venue starts.
 VENUE_FAULTS = env_str("VENUE_FAULTS", "")
+# Our side of the session (run_gateway): heartbeat, reconnect backoff, outbox polling, and
+# an optional "module.function" returning more ClOrdIDs to ask the venue about on logon.
+GATEWAY_HEARTBEAT_INTERVAL = env_int("GATEWAY_HEARTBEAT_INTERVAL", 30)
+GATEWAY_RECONNECT_BASE = env_float("GATEWAY_RECONNECT_BASE", 0.5)
+GATEWAY_RECONNECT_CAP = env_float("GATEWAY_RECONNECT_CAP", 30)
+GATEWAY_OUTBOX_POLL = env_float("GATEWAY_OUTBOX_POLL", 0.02)
+GATEWAY_OUTBOX_BATCH = env_int("GATEWAY_OUTBOX_BATCH", 500)
+GATEWAY_RECONCILE_HOOK = env_str("GATEWAY_RECONCILE_HOOK", "")
 
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
 Q_CLUSTER = {
