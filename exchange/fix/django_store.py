@@ -175,9 +175,7 @@ class DjangoSessionStore:
         fresh = [record for key, record in unique.items() if key not in existing]
         result.duplicates = len(self._inbound) - len(fresh)
         now = result.committed_at
-        ExecutionReportRecord.objects.bulk_create(
-            [ExecutionReportRecord(**record, received_at=now) for record in fresh], batch_size=INSERT_BATCH
-        )
+        _insert_records(fresh, now)
         result.stored = fresh
         final = {record["order_cl_ord_id"] for record in fresh if is_final_report(record)}
         final.discard("")
@@ -197,3 +195,54 @@ class DjangoSessionStore:
         ]
         OutboxMessage.objects.bulk_update(rows, ["sent_seq", "sent_at", "error"], batch_size=INSERT_BATCH)
         result.sent = sum(1 for _, seq, _ in self._sent if seq)
+
+
+RECORD_COLUMNS = (
+    "session_seq",
+    "poss_dup",
+    "msg_type",
+    "dedupe_key",
+    "order_cl_ord_id",
+    "cl_ord_id",
+    "orig_cl_ord_id",
+    "venue_order_id",
+    "exec_id",
+    "exec_type",
+    "ord_status",
+    "last_qty",
+    "last_px",
+    "cum_qty",
+    "leaves_qty",
+    "avg_px",
+    "transact_time",
+    "ord_rej_reason",
+    "cxl_rej_reason",
+    "text",
+    "raw",
+)
+
+
+def _insert_records(records: list[dict], received_at: datetime) -> None:
+    """One multi-row INSERT per ``INSERT_BATCH`` records.
+
+    Raw SQL, not ``bulk_create``: compiling a model instance per row costs ~0.45 ms, a
+    ceiling of about 2,000 reports/s on its own (docs/decisions.md, "FIX gateway").
+    """
+    if not records:
+        return
+    ops = connection.ops
+    table = ops.quote_name(ExecutionReportRecord._meta.db_table)
+    columns = ", ".join(ops.quote_name(name) for name in (*RECORD_COLUMNS, "received_at"))
+    placeholders = ", ".join(["%s"] * (len(RECORD_COLUMNS) + 1))
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"
+    adapt_datetime = ops.adapt_datetimefield_value
+    received = adapt_datetime(received_at)
+    rows = []
+    for record in records:
+        row = [record[name] for name in RECORD_COLUMNS]
+        row[16] = adapt_datetime(row[16])  # transact_time
+        row.append(received)
+        rows.append(row)
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), INSERT_BATCH):
+            cursor.executemany(sql, rows[start : start + INSERT_BATCH])
