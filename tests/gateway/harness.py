@@ -129,7 +129,9 @@ def journal_executions(venue: VenueProcess) -> dict[str, dict]:
 
 def stored_executions() -> dict[str, ExecutionReportRecord]:
     """Stored ExecutionReports the venue journals (not status answers, not transient refusals)."""
-    records = ExecutionReportRecord.objects.filter(msg_type="8").exclude(exec_type="I").exclude(ord_rej_reason="99")
+    records = (
+        ExecutionReportRecord.objects.filter(msg_type="8").exclude(exec_type="I").exclude(ord_rej_reason="99")
+    )
     return {record.exec_id: record for record in records}
 
 
@@ -151,7 +153,10 @@ def assert_stored_equals_journal(venue: VenueProcess) -> None:
 def all_settled(venue: VenueProcess, cl_ord_ids: list[str]) -> bool:
     """The venue finished every order and we stored every one of its executions."""
     orders = venue.orders()
-    if any(orders.get(c, {}).get("status") in (None, "NEW", "PARTIALLY_FILLED", "PENDING_CANCEL") for c in cl_ord_ids):
+    if any(
+        orders.get(c, {}).get("status") in (None, "NEW", "PARTIALLY_FILLED", "PENDING_CANCEL")
+        for c in cl_ord_ids
+    ):
         return False
     return len(journal_executions(venue)) == len(stored_executions())
 

@@ -57,7 +57,9 @@ def test_cancel_and_status_requests_are_answered_and_keyed(processes):
     outbox_status_request(cl_ord_id=unknown)
     wait_until(lambda: ExecutionReportRecord.objects.filter(order_cl_ord_id=unknown).exists())
 
-    answers = list(reports_for_order(cl_ord_id=order).values_list("msg_type", "exec_type", "ord_status", "cl_ord_id"))
+    answers = list(
+        reports_for_order(cl_ord_id=order).values_list("msg_type", "exec_type", "ord_status", "cl_ord_id")
+    )
     assert answers == [
         ("8", "0", "0", order),
         ("8", "I", "0", order),  # status answer: its own ExecID, stored like any report
