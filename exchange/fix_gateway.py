@@ -251,7 +251,6 @@ class Gateway:
 
     def reconcile(self) -> int:
         """Status requests for every order the venue may hold and has not said is final."""
-        self.reconcile_due = False
         cl_ord_ids = set(unsettled_cl_ord_ids())
         if self.config.reconcile_hook is not None:
             try:
@@ -259,6 +258,7 @@ class Gateway:
             except Exception:
                 logger.exception("FIX gateway: reconcile hook failed; asking about our own set only")
         count = outbox_status_requests(sorted(cl_ord_ids))
+        self.reconcile_due = False
         logger.info("FIX gateway: reconcile asks the venue about %d orders", count)
         return count
 

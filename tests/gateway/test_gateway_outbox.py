@@ -1,8 +1,10 @@
 """Outbox rows become FIX messages at the venue, and its answers are stored, parsed and keyed."""
 
+import os
 import uuid
 
 import pytest
+from rest_framework.test import APIClient
 
 from exchange.models import ExecutionReportRecord, OutboxMessage
 from exchange.selectors import report_batch_after, reports_for_order
@@ -21,7 +23,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def test_new_orders_reach_the_venue_and_every_execution_is_stored_once(processes):
-    venue, gateway = processes({"VENUE_MAX_FILLS": "3"})
+    # The gateway's counters go where this test run's /metrics reads them.
+    venue, gateway = processes(
+        {"VENUE_MAX_FILLS": "3"}, {"PROMETHEUS_MULTIPROC_DIR": os.environ["PROMETHEUS_MULTIPROC_DIR"]}
+    )
     venue.start()
     gateway.start()
     orders = new_orders(5)
@@ -41,6 +46,10 @@ def test_new_orders_reach_the_venue_and_every_execution_is_stored_once(processes
         cursor = batch[-1].id
     assert seen == sorted(ExecutionReportRecord.objects.values_list("id", flat=True))
     assert session_row().reports_stored == ExecutionReportRecord.objects.count()
+    metrics = APIClient().get("/metrics").content.decode()
+    assert f"fix_gateway_reports_stored_total {float(ExecutionReportRecord.objects.count())}" in metrics
+    assert 'fix_gateway_outbox_sent_total{kind="new_order"} 5.0' in metrics
+    assert "fix_gateway_report_lag_seconds_bucket" in metrics
 
 
 def test_cancel_and_status_requests_are_answered_and_keyed(processes):
