@@ -25,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.values import ValueClass
 
+from exchange.session_status import FixSessionCollector, session_status
 from orders.models import Order
 from ordersite import metrics as domain_metrics
 
@@ -151,6 +152,9 @@ def settled_orders_by_status() -> dict[str, int]:
 def healthz(request):
     """200 when the database and the queue answer, 503 otherwise; JSON with each check.
 
+    ``fix_session`` says whether ``run_gateway`` is logged on to the venue; it is
+    information, not a check (docs/decisions.md, "FIX gateway").
+
     No authentication: it says nothing about any order but how old the oldest
     unsettled one is. Errors are reported by class name only (details go to the log).
     """
@@ -188,6 +192,17 @@ def healthz(request):
             body["unsettled_orders"] = unsettled.count
             age = unsettled.oldest_age_seconds(now)
             body["oldest_unsettled_age_seconds"] = None if age is None else round(age, 3)
+
+    # Reported, never deciding the status: with the venue or run_gateway down the
+    # web still takes orders (they wait in the outbox).
+    body["fix_session"] = None
+    if database_ok:
+        try:
+            fix_session = session_status()
+        except Exception as exc:
+            logger.warning("healthz: FIX session state unreadable: %s", exc)
+        else:
+            body["fix_session"] = fix_session.as_json() if fix_session else {"status": "not_running"}
 
     healthy = database_ok and queue.reachable
     body["status"] = "ok" if healthy else "unavailable"
@@ -281,4 +296,5 @@ def metrics(request):
         registry = REGISTRY
     state = CollectorRegistry()
     state.register(OrderStateCollector())
+    state.register(FixSessionCollector())
     return HttpResponse(generate_latest(registry) + generate_latest(state), content_type=CONTENT_TYPE_LATEST)

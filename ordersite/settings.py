@@ -223,6 +223,26 @@ MATCHING_WINDOW = env_float("MATCHING_WINDOW", 0.5)
 # A working order with no progress for this long is re-driven by the sweeper.
 PIPELINE_STALL_TIMEOUT = env_float("PIPELINE_STALL_TIMEOUT", 30)
 
+# --- The venue: the simulated exchange as a FIX 4.4 process (SPEC §9, run_venue) ------
+VENUE_HOST = env_str("VENUE_HOST", "127.0.0.1")
+VENUE_PORT = env_int("VENUE_PORT", 9878)
+VENUE_DB = Path(env_str("VENUE_DB", str(VAR_DIR / "venue.sqlite3")))
+VENUE_COMP_ID = env_str("VENUE_COMP_ID", "VENUE")
+VENUE_CLIENT_COMP_ID = env_str("VENUE_CLIENT_COMP_ID", "BROKER")
+VENUE_MAX_FILLS = env_int("VENUE_MAX_FILLS", 5)
+VENUE_FILL_INTERVAL = env_float("VENUE_FILL_INTERVAL", 1.0)
+VENUE_DAY_SECONDS = env_float("VENUE_DAY_SECONDS", 3600)
+# Fault drills, e.g. "dup=0.02,gap=0.005,disconnect=0.001"; checked when run_venue starts.
+VENUE_FAULTS = env_str("VENUE_FAULTS", "")
+# Our side of the session (run_gateway): heartbeat, reconnect backoff, outbox polling, and
+# an optional "module.function" returning more ClOrdIDs to ask the venue about on logon.
+GATEWAY_HEARTBEAT_INTERVAL = env_int("GATEWAY_HEARTBEAT_INTERVAL", 30)
+GATEWAY_RECONNECT_BASE = env_float("GATEWAY_RECONNECT_BASE", 0.5)
+GATEWAY_RECONNECT_CAP = env_float("GATEWAY_RECONNECT_CAP", 30)
+GATEWAY_OUTBOX_POLL = env_float("GATEWAY_OUTBOX_POLL", 0.02)
+GATEWAY_OUTBOX_BATCH = env_int("GATEWAY_OUTBOX_BATCH", 500)
+GATEWAY_RECONCILE_HOOK = env_str("GATEWAY_RECONCILE_HOOK", "")
+
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
 Q_CLUSTER = {
     "name": "orders",

@@ -8,6 +8,7 @@ from django.utils import timezone
 from django_q.models import OrmQ
 from rest_framework.test import APIClient
 
+from exchange.models import FixSession, OutboxMessage
 from orders import ops
 from orders.models import Order
 from tests.factories import OrderFactory
@@ -70,8 +71,9 @@ def test_healthz_without_working_orders_has_no_oldest_age(anonymous):
     assert (body["unsettled_orders"], body["oldest_unsettled_age_seconds"]) == (0, None)
 
 
-def test_healthz_is_three_indexed_queries(anonymous, django_assert_max_num_queries):
-    with django_assert_max_num_queries(3):
+def test_healthz_is_five_indexed_queries(anonymous, django_assert_max_num_queries):
+    FixSession.objects.create(name="BROKER-VENUE", status_at=timezone.now(), logged_on=True)
+    with django_assert_max_num_queries(5):
         assert anonymous.get("/healthz").status_code == 200
 
 
@@ -114,3 +116,24 @@ def test_healthz_reports_the_redis_queue_depth(anonymous, settings, monkeypatch)
 
 def test_healthz_only_answers_reads(anonymous):
     assert anonymous.post("/healthz").status_code == 405
+
+
+def test_healthz_reports_the_fix_session_without_failing_on_it(anonymous):
+    body = anonymous.get("/healthz").json()
+    assert body["fix_session"] == {"status": "not_running"}
+
+    FixSession.objects.create(
+        name="BROKER-VENUE", status_at=timezone.now(), logged_on=True, next_inbound=12, next_outbound=9
+    )
+    OutboxMessage.objects.create(kind="status_request", cl_ord_id="x")
+    body = anonymous.get("/healthz").json()
+    assert body["fix_session"]["status"] == "logged_on"
+    assert body["fix_session"]["next_inbound_seq"] == 12
+    assert body["fix_session"]["outbox_backlog"] == 1
+
+    # The gateway stopped writing its status: not running, and the web stays up.
+    FixSession.objects.update(status_at=timezone.now() - timedelta(minutes=5))
+    response = anonymous.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert response.json()["fix_session"]["status"] == "not_running"

@@ -210,3 +210,15 @@ def test_database_gauges_report_down_without_failing_the_scrape(anonymous, monke
     assert value(samples, "orders_metrics_database_up") == 0
     assert value(samples, "orders_queue_up", broker="orm") == 0
     assert ("orders_unsettled", ()) not in samples
+
+
+def test_fix_session_gauges_are_read_from_the_database(anonymous):
+    from exchange.models import FixSession, OutboxMessage
+
+    assert value(scrape(anonymous), "fix_session_logged_on") == 0
+    FixSession.objects.create(name="BROKER-VENUE", status_at=timezone.now(), logged_on=True, next_inbound=5)
+    OutboxMessage.objects.create(kind="status_request", cl_ord_id="x")
+    samples = scrape(anonymous)
+    assert value(samples, "fix_session_logged_on") == 1
+    assert value(samples, "fix_session_next_inbound_seq") == 5
+    assert value(samples, "fix_outbox_backlog") == 1
