@@ -3,11 +3,13 @@
 On a throwaway MariaDB, with gunicorn and the django-q2 cluster running, a load
 generator posts orders (retrying with the same client_order_id when a request
 breaks) while the run injects, in turn: a SIGKILL of the whole worker cluster,
-a SIGKILL of a web worker mid-request, a 100 % exchange outage, and a crash and
-restart of the MySQL server. Then it waits for every order to settle and prints,
-per fault, what was accepted, settled, failed, lost and duplicated, and for how
-many orders the exchange's ledger holds another quantity than the order's
-``placed_quantity``.
+a SIGKILL of a web worker mid-request, a 100 % exchange outage, a crash and
+restart of the MySQL server, and the narrow-link incident of issue 8 (a cluster
+with 4 exchange calls in flight and 30 % failures, a burst of crossing orders,
+and an operator running ``sweep_orders`` again and again while the claimed calls
+queue). Then it waits for every order to settle and prints, per fault, what was
+accepted, settled, failed, lost and duplicated, and for how many orders the
+exchange's ledger holds another quantity than the order's ``placed_quantity``.
 Loopback only; every phase is bounded; it stops by itself.
 
 ``CHAOS_PHASES`` (comma-separated names of PHASES, default all) runs only some.
@@ -34,6 +36,25 @@ RATE = float(os.environ.get("CHAOS_RATE", "60"))  # orders/s offered by the load
 SETTLE_TIMEOUT = float(os.environ.get("CHAOS_SETTLE_TIMEOUT", "240"))
 CLIENTS = 4
 ISINS = ["US0378331005", "US5949181045", "DE000BAY0017", "GB0002634946", "NL0000235190"]
+
+# Issue 8: the narrow exchange link the incident ran on. The sweeper's process
+# gets it too: the operator ran `manage.py sweep_orders` with the service's environment.
+NARROW_LINK_ENV = {
+    "EXCHANGE_CONCURRENCY": "4",
+    "EXCHANGE_LATENCY": "0.5",
+    "EXCHANGE_FAILURE_RATE": "0.3",
+    "PIPELINE_STALL_TIMEOUT": "3",
+    # One worker process: the link's 4 calls in flight are all there is (each worker has its own 4).
+    "Q_WORKERS": "1",
+    # Orders rest a second in the book before they route, so crossing orders arrive
+    # while others are resting, claimed or back in the book after a failed call.
+    "MATCHING_WINDOW": "1",
+}
+NARROW_BURST_SECONDS = float(os.environ.get("CHAOS_NARROW_BURST_SECONDS", "12"))
+NARROW_BURST_RATE = float(os.environ.get("CHAOS_NARROW_BURST_RATE", "25"))  # orders/s, 4 calls in flight
+NARROW_SWEEP_SECONDS = float(os.environ.get("CHAOS_NARROW_SWEEP_SECONDS", "30"))  # from the burst's start
+NARROW_SWEEP_INTERVAL = float(os.environ.get("CHAOS_NARROW_SWEEP_INTERVAL", "1.5"))
+NARROW_ISINS = ISINS[:2]
 
 
 def log(message):
@@ -71,14 +92,51 @@ def _proc_state(pid):
         return "Z"
 
 
+def random_order(rng):
+    """The everyday mix: market and limit orders on five instruments, prices around 10."""
+    market = rng.random() < 0.3
+    body = {
+        "type": "market" if market else "limit",
+        "side": rng.choice(["buy", "sell"]),
+        "instrument": rng.choice(ISINS),
+        "quantity": rng.randint(1, 100),
+    }
+    if not market:
+        body["limit_price"] = f"{rng.randint(990, 1010) / 100:.2f}"
+    return body
+
+
+def crossing_order(rng):
+    """Issue 8's flow: buys and sells on two instruments whose price bands overlap at 9.98-10.02.
+
+    Some orders cross at once; most rest and route after the matching window, and
+    an order back in the book after a failed call crosses what arrived meanwhile.
+    """
+    side = rng.choice(["buy", "sell"])
+    cents = rng.randint(993, 1002) if side == "buy" else rng.randint(998, 1007)
+    return {
+        "type": "limit",
+        "side": side,
+        "instrument": rng.choice(NARROW_ISINS),
+        "quantity": rng.randint(1, 5) * 10,
+        "limit_price": f"{cents / 100:.2f}",
+    }
+
+
 class Load:
-    """Clients posting orders at RATE in total; a broken request is retried with the same key."""
+    """Clients posting ``profile`` orders at ``rate`` in total; a broken request is retried with the same key.
+
+    A phase may switch the profile and the rate (0 pauses the clients) while they run (``offer``).
+    """
 
     def __init__(self, token):
         self.token = token
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.phase = "warm-up"
+        self.profile = random_order
+        self.rate = RATE
+        self.until = float("inf")  # time.monotonic() after which the clients pause
         self.accepted = {}  # client_order_id -> (order id, phase)
         self.errors = 0
         self.statuses = {}
@@ -87,21 +145,15 @@ class Load:
         rng = random.Random(number)
         conn = None
         sequence = 0
-        interval = CLIENTS / RATE
         while not self.stop.is_set():
             started = time.monotonic()
+            rate = self.rate if time.monotonic() < self.until else 0
+            if rate <= 0:
+                time.sleep(0.1)
+                continue
             sequence += 1
             key = f"chaos-{number}-{sequence}"
-            market = rng.random() < 0.3
-            body = {
-                "type": "market" if market else "limit",
-                "side": rng.choice(["buy", "sell"]),
-                "instrument": rng.choice(ISINS),
-                "quantity": rng.randint(1, 100),
-                "client_order_id": key,
-            }
-            if not market:
-                body["limit_price"] = f"{rng.randint(990, 1010) / 100:.2f}"
+            body = {**self.profile(rng), "client_order_id": key}
             phase = self.phase
             for _ in range(60):  # a client keeps retrying the same order for about a minute
                 if self.stop.is_set() and _ > 5:
@@ -132,7 +184,11 @@ class Load:
                         conn.close()
                     conn = None
                 time.sleep(0.5)
-            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+            time.sleep(max(0.0, CLIENTS / rate - (time.monotonic() - started)))
+
+    def offer(self, profile, rate, seconds=float("inf")):
+        """From now on post ``profile`` orders at ``rate`` per second, for ``seconds``, then pause."""
+        self.profile, self.rate, self.until = profile, rate, time.monotonic() + seconds
 
     def start(self):
         self.threads = [
@@ -193,6 +249,60 @@ class Drill:
     def crash_mysql(self):
         self.mysql.crash_and_restart()
 
+    def narrow_link(self):
+        """Issue 8: a narrow exchange link, a burst of crossing orders, an operator sweeping the backlog.
+
+        The cluster restarts with NARROW_LINK_ENV (one worker, 4 calls in flight, 0.5 s
+        each, 30 % failing, stall timeout 3 s). Clients post crossing orders faster
+        than 4 calls can place them, so claimed calls queue for a free call thread;
+        meanwhile the operator runs `manage.py sweep_orders` again and again, which
+        re-sends the calls that waited past the stall timeout. A sweep finishes the
+        calls it started before it exits, so with a backlog one lasts several seconds;
+        the next starts NARROW_SWEEP_INTERVAL after the last began, or when it ends.
+        Then the cluster gets its normal environment back and the everyday load resumes.
+        """
+        narrow_env = {**self.env, **NARROW_LINK_ENV}
+        self.load.offer(random_order, 0)  # no orders while the cluster restarts
+        self.restart_cluster(narrow_env, "narrow link")
+        self.load.offer(crossing_order, NARROW_BURST_RATE, NARROW_BURST_SECONDS)
+        started = time.monotonic()
+        log(f"narrow link: posting crossing orders at {NARROW_BURST_RATE:g}/s for {NARROW_BURST_SECONDS:g}s")
+        sweeps = 0
+        while time.monotonic() - started < NARROW_SWEEP_SECONDS:
+            sweep_started = time.monotonic()
+            sweep = subprocess.run(
+                [PY, "manage.py", "sweep_orders", "--wait", "1"],
+                cwd=ROOT,
+                env=narrow_env,
+                text=True,
+                capture_output=True,
+            )
+            sweeps += 1
+            said = (sweep.stdout + sweep.stderr).strip().splitlines()
+            log(f"narrow link: sweep_orders #{sweeps}: {said[0] if said else f'exit {sweep.returncode}'}")
+            time.sleep(max(0.0, NARROW_SWEEP_INTERVAL - (time.monotonic() - sweep_started)))
+        self.restart_cluster(self.env, "normal")
+        self.load.offer(random_order, RATE)
+
+    def restart_cluster(self, env, label):
+        """Stop the cluster and start it with ``env``.
+
+        SIGTERM goes to qcluster's main process only (it stops its workers; signalled
+        twice it hangs), then SIGKILL to whatever is left after a grace period.
+        """
+        stopping = time.monotonic()
+        self.cluster.process.send_signal(signal.SIGTERM)
+        try:
+            self.cluster.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            log("cluster did not stop within 15 s of SIGTERM; killing it")
+        self.cluster.stop()
+        log(f"cluster stopped in {time.monotonic() - stopping:.1f}s")
+        self.cluster.env = env
+        self.cluster.start()
+        time.sleep(2)
+        log(f"cluster restarted ({label} environment)")
+
 
 # CHAOS_PHASES name -> (label in the table, Drill method); run in this order.
 PHASES = {
@@ -200,6 +310,7 @@ PHASES = {
     "web_kill": ("web worker SIGKILL", Drill.kill_web_workers_mid_request),
     "exchange_outage": ("exchange 100% outage", Drill.exchange_outage),
     "mysql_crash": ("MySQL crash + restart", Drill.crash_mysql),
+    "narrow_link": ("narrow link + sweeps", Drill.narrow_link),
 }
 
 
