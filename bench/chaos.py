@@ -252,7 +252,8 @@ class Drill:
     def narrow_link(self):
         """Issue 8: a narrow exchange link, a burst of crossing orders, an operator sweeping the backlog.
 
-        The cluster restarts with NARROW_LINK_ENV (one worker, 4 calls in flight, 0.5 s
+        The load pauses until the orders of earlier phases have settled, then the
+        cluster restarts with NARROW_LINK_ENV (one worker, 4 calls in flight, 0.5 s
         each, 30 % failing, stall timeout 3 s). Clients post crossing orders faster
         than 4 calls can place them, so claimed calls queue for a free call thread;
         meanwhile the operator runs `manage.py sweep_orders` again and again, which
@@ -263,6 +264,7 @@ class Drill:
         """
         narrow_env = {**self.env, **NARROW_LINK_ENV}
         self.load.offer(random_order, 0)  # no orders while the cluster restarts
+        self.quiesce()
         self.restart_cluster(narrow_env, "narrow link")
         self.load.offer(crossing_order, NARROW_BURST_RATE, NARROW_BURST_SECONDS)
         started = time.monotonic()
@@ -283,6 +285,17 @@ class Drill:
             time.sleep(max(0.0, NARROW_SWEEP_INTERVAL - (time.monotonic() - sweep_started)))
         self.restart_cluster(self.env, "normal")
         self.load.offer(random_order, RATE)
+
+    def quiesce(self, timeout=45.0):
+        """Wait (without sweeping) until the orders of earlier phases have settled.
+
+        So the restart and the sweeps of a phase do not act on them, and what the
+        table counts for a phase is what its own fault did.
+        """
+        deadline = time.monotonic() + timeout
+        while (working := working_orders(self.env)) != 0 and time.monotonic() < deadline:
+            time.sleep(1)
+        log(f"quiesced: {'no' if working == 0 else working} orders of earlier phases still working")
 
     def restart_cluster(self, env, label):
         """Stop the cluster and start it with ``env``.
@@ -322,18 +335,23 @@ def selected_phases():
     return [name for name in PHASES if name in names]
 
 
+def working_orders(env):
+    """How many orders are still working (OPEN or PARTIAL, in the book or in flight); None if unknown."""
+    try:
+        return query(
+            env,
+            "import json; from orders.models import Order;"
+            "print(json.dumps(Order.objects.filter(status__in=Order.WORKING_STATUSES).count()))",
+        )
+    except subprocess.CalledProcessError:
+        return None
+
+
 def settle(env):
-    """Sweep until no order is working (OPEN or PARTIAL) or SETTLE_TIMEOUT passes."""
+    """Sweep until no order is working or SETTLE_TIMEOUT passes."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while time.monotonic() < deadline:
-        try:
-            working = query(
-                env,
-                "import json; from orders.models import Order;"
-                "print(json.dumps(Order.objects.filter(status__in=Order.WORKING_STATUSES).count()))",
-            )
-        except subprocess.CalledProcessError:
-            working = None
+        working = working_orders(env)
         if working == 0:
             return
         log(f"waiting: {working} orders still working; sweeping")
