@@ -28,7 +28,16 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import GUNICORN, PY, ROOT, ProcessGroup, api_token, check_invariants, manage, query
+from bench.common import (
+    GUNICORN,
+    PY,
+    ProcessGroup,
+    api_token,
+    check_invariants,
+    manage,
+    query,
+    run_manage,
+)
 
 PORT = int(os.environ.get("CHAOS_PORT", "8766"))
 PHASE_SECONDS = float(os.environ.get("CHAOS_PHASE_SECONDS", "20"))
@@ -272,13 +281,7 @@ class Drill:
         sweeps = 0
         while time.monotonic() - started < NARROW_SWEEP_SECONDS:
             sweep_started = time.monotonic()
-            sweep = subprocess.run(
-                [PY, "manage.py", "sweep_orders", "--wait", "1"],
-                cwd=ROOT,
-                env=narrow_env,
-                text=True,
-                capture_output=True,
-            )
+            sweep = run_manage(narrow_env, "sweep_orders", "--wait", "1")
             sweeps += 1
             said = (sweep.stdout + sweep.stderr).strip().splitlines()
             log(f"narrow link: sweep_orders #{sweeps}: {said[0] if said else f'exit {sweep.returncode}'}")
@@ -355,9 +358,7 @@ def settle(env):
         if working == 0:
             return
         log(f"waiting: {working} orders still working; sweeping")
-        subprocess.run(
-            [PY, "manage.py", "sweep_orders", "--wait", "20"], cwd=ROOT, env=env, capture_output=True
-        )
+        run_manage(env, "sweep_orders", "--wait", "20")
         time.sleep(5)
 
 
