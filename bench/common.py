@@ -49,11 +49,16 @@ class ProcessGroup:
         self.signal_group(signal.SIGKILL)
 
 
-def manage(env: dict, *args: str) -> str:
-    """Run a manage.py command; return its standard output."""
+def run_manage(env: dict, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """Run a manage.py command to its end, its output captured as text."""
     return subprocess.run(
-        [PY, "manage.py", *args], cwd=ROOT, env=env, check=True, text=True, capture_output=True
-    ).stdout
+        [PY, "manage.py", *args], cwd=ROOT, env=env, check=check, text=True, capture_output=True
+    )
+
+
+def manage(env: dict, *args: str) -> str:
+    """Run a manage.py command; return its standard output (CalledProcessError if it fails)."""
+    return run_manage(env, *args, check=True).stdout
 
 
 def query(env: dict, code: str):
@@ -75,13 +80,7 @@ def api_token(env: dict, username: str) -> str:
 
 def check_invariants(env: dict, label_width: int = 22) -> bool:
     """Run `manage.py check_invariants`, print its verdict and findings, return whether it was clean."""
-    check = subprocess.run(
-        [PY, "manage.py", "check_invariants", "--limit", "20"],
-        cwd=ROOT,
-        env=env,
-        text=True,
-        capture_output=True,
-    )
+    check = run_manage(env, "check_invariants", "--limit", "20")
     print(f"{'check_invariants':<{label_width}}: {'clean' if check.returncode == 0 else 'VIOLATIONS'}")
     for line in (check.stdout + check.stderr).strip().splitlines()[:25]:
         print(f"  {line}")

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 unset TEST_DATABASE_URL
 export MYSQL_FORCE_THROWAWAY=1
+# A server of this run's own: never reuse (and crash, and stop) another run's throwaway server.
+export MYSQL_SCRATCH_DIR=${MYSQL_SCRATCH_DIR:-/tmp/orders-mysql-chaos-$$}
 
 server_url=$(bash scripts/mysql-server.sh url)
 port=${server_url##*:}

@@ -5,6 +5,7 @@
 #   scripts/mysql-server.sh ensure-client  # install build deps of the `mysqlclient` Python package
 #   scripts/mysql-server.sh url            # print mysql://USER[:PASS]@HOST:PORT of a reachable server
 #   scripts/mysql-server.sh stop           # stop throwaway servers started by `url`, remove their dirs
+#                                          # (only the one in $MYSQL_SCRATCH_DIR when that is set)
 #
 # `url` resolution order:
 #   1. $TEST_DATABASE_URL, printed unchanged;
@@ -349,7 +350,11 @@ cmd_url() {
 
 cmd_stop() {
     local dirs=() d pid i
-    mapfile -t dirs < <(scratch_dirs)
+    if [[ -n ${MYSQL_SCRATCH_DIR:-} ]]; then
+        dirs=("$MYSQL_SCRATCH_DIR") # only the server `url` started there
+    else
+        mapfile -t dirs < <(scratch_dirs)
+    fi
     for d in "${dirs[@]}"; do
         pid=$(dir_server_pid "$d")
         if [[ -n $pid ]]; then
@@ -376,7 +381,7 @@ cmd_stop() {
 }
 
 usage() {
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
 }
 
 main() {
