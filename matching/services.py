@@ -57,7 +57,10 @@ def instrument_match_pending(*, isin: str, now: datetime | None = None) -> list[
         resting = [
             order
             for order in rows
-            if not order.needs_match and not order.in_flight and order.remaining_quantity > 0
+            if not order.needs_match
+            and not order.in_flight
+            and order.remaining_quantity > 0
+            and order.time_in_force not in transitions.IMMEDIATE  # IOC/FOK never rest
         ]
         return _match(isin, pending, resting, now)
 
@@ -75,7 +78,9 @@ def _match(isin: str, pending: list[Order], resting: list[Order], now: datetime)
 
     for order in pending:
         incoming = _book_order(order, sequence)
-        for fill in book.match(incoming):
+        # A FOK order goes to the venue whole: a partial internal cross would break all-or-nothing.
+        fills = [] if order.time_in_force == Order.TimeInForce.FOK else book.match(incoming)
+        for fill in fills:
             price = fill.price
             matches.append(
                 OrderMatch(
@@ -91,7 +96,7 @@ def _match(isin: str, pending: list[Order], resting: list[Order], now: datetime)
                 fields = transitions.order_fill_internally(rows[order_id], fill.quantity, price)
                 changed.setdefault(order_id, set()).update(fields)
         changed.setdefault(order.pk, set()).update(transitions.order_finish_match_pass(order, now))
-        if order.remaining_quantity > 0:
+        if order.remaining_quantity > 0 and order.time_in_force not in transitions.IMMEDIATE:
             book.add(incoming)
 
     OrderMatch.objects.bulk_create(matches)

@@ -1,5 +1,10 @@
 """Per-process scheduler that keeps many exchange calls in flight at once.
 
+With the venue transport (SPEC §9) there is no call to wait for: a due batch is
+claimed and its messages written to the outbox in one transaction, and the
+answers come back as reports. The rest of this docstring is the in-process
+transport (SPEC §6).
+
 A django-q2 worker runs one task at a time and an exchange call takes 0.5 s, so
 tasks only hand due times to this dispatcher and return. A timer thread wakes
 when orders fall due and claims them in one batch — never more than there are
@@ -96,6 +101,9 @@ class PlacementDispatcher:
         self._claim_and_call(batch)
 
     def _claim_and_call(self, plans: list[RoutePlan]) -> None:
+        if settings.EXCHANGE_TRANSPORT == "venue":
+            self._claim_and_queue(plans)
+            return
         from exchange.gateway import get_exchange
         from orders.placement import placement_claim
 
@@ -112,6 +120,20 @@ class PlacementDispatcher:
         self._settled(len(plans) - len(claims))
         for claim in claims:
             self._calls.submit(self._call, claim, exchange)
+
+    def _claim_and_queue(self, plans: list[RoutePlan]) -> None:
+        """Venue transport: claims and their outbox rows in one transaction; no call to wait for."""
+        from orders.placement import placement_send
+
+        try:
+            close_old_connections()
+            later = placement_send(plans=plans)
+        except Exception:
+            logger.exception("claiming %s orders for the venue failed; retrying", len(plans))
+            later = _retry(plans)
+        self._release_slots(len(plans))
+        self.schedule(later)
+        self._settled(len(plans))
 
     def _call(self, claim, exchange) -> None:
         from orders.placement import Outcome, placement_call

@@ -6,7 +6,7 @@ INTERNAL_ERROR = "Internal server error while placing the order"
 CLIENT_ORDER_ID_CONFLICT = "An order with this `client_order_id` already exists with a different payload"
 NOT_CANCELLABLE = (
     "Order {order_id} cannot be cancelled: it is {status}{detail}; only orders resting "
-    "in the internal book with no exchange call in flight can be cancelled"
+    "in the internal book with no exchange call in flight, or working at the venue, can be cancelled"
 )
 NOT_REPROCESSABLE = "Order {order_id} is {status}, not FAILED: nothing to reprocess"
 EXCHANGE_STATUS_UNKNOWN = (

@@ -227,3 +227,36 @@ class CancelRequest(models.Model):
 
     def __str__(self) -> str:
         return f"cancel {self.cl_ord_id} of {self.order_id}"
+
+
+class ReportCursor(models.Model):
+    """How far the venue's stored reports have been applied to orders (the last report id).
+
+    Moved in the same transaction as the orders it changed, so each report is applied once.
+    """
+
+    name = models.CharField(max_length=32, primary_key=True)
+    position = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.position}"
+
+
+class QuarantinedReport(models.Model):
+    """A venue report that could not be applied: unknown order, or contradicting what we know.
+
+    Alerted on (log and metric) and shown in the back office; the order is left as it was.
+    """
+
+    report_id = models.PositiveBigIntegerField(unique=True)
+    cl_ord_id = models.CharField(max_length=64, blank=True)
+    exec_id = models.CharField(max_length=64, blank=True)
+    reason = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"report {self.report_id} ({self.cl_ord_id}): {self.reason}"

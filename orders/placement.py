@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -83,6 +84,25 @@ def placement_run(*, plan: RoutePlan, exchange=None) -> list[RoutePlan]:
     claims, later = placement_claim(plans=[plan])
     exchange = exchange or get_exchange()
     return later + placement_record([placement_call(claim, exchange) for claim in claims])
+
+
+def placement_send(*, plans: Iterable[RoutePlan]) -> list[RoutePlan]:
+    """Venue transport (SPEC §9): claim the due orders and queue their messages, in one transaction.
+
+    A new attempt queues its NewOrderSingle, a status check its OrderStatusRequest;
+    ``run_gateway`` sends them in order. Returns the plans of orders due later.
+    """
+    from orders.venue import venue_send
+
+    return _claim_and_queue(list(plans), venue_send)
+
+
+@retry_on_deadlock
+def _claim_and_queue(plans: list[RoutePlan], queue) -> list[RoutePlan]:
+    with transaction.atomic():
+        claims, later = placement_claim(plans=plans)
+        queue(claims)
+    return later
 
 
 # --- Claim ------------------------------------------------------------------------------
@@ -223,7 +243,7 @@ def placement_record(outcomes: Iterable[Outcome]) -> list[RoutePlan]:
     follow_up = [_status_check_plan(outcome.claim, now) for outcome in outcomes if outcome.unknown]
     back_in_book = set()
     for outcome in outcomes:
-        if outcome.refused and _record_refusal(outcome, now):
+        if outcome.refused and placement_record_refusal(outcome, now):
             back_in_book.add(outcome.claim.order.instrument)
     for isin in sorted(back_in_book):
         # Back in the book: cross it against what arrived meanwhile, then retry.
@@ -282,7 +302,7 @@ def _record_other_quantity(outcome: Outcome, now: datetime) -> int:
     return moved
 
 
-def _record_refusal(outcome: Outcome, now: datetime) -> bool:
+def placement_record_refusal(outcome: Outcome, now: datetime) -> bool:
     """Record an attempt the exchange definitely does not hold. True when the order went back to the book."""
     claim, error = outcome.claim, outcome.error
     if outcome.not_held:

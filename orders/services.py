@@ -72,8 +72,16 @@ def _same_payload(existing: Order, new: Order) -> bool:
 
 @retry_on_deadlock
 def order_cancel(*, order: Order) -> Order:
-    """Cancel an order working in the internal book with no exchange call in flight."""
-    cancelled = transitions.order_cancel_in_book(order.pk, timezone.now())
+    """Cancel an order: at once in our book, or at the venue (SPEC §9).
+
+    In the internal book with no exchange call in flight it is CANCELLED now. Working
+    at the venue it becomes PENDING_CANCEL and the cancel goes out; the venue's answer
+    makes it CANCELLED, or puts it back to working. Anything else is not cancellable.
+    """
+    from orders.venue import venue_cancel
+
+    now = timezone.now()
+    cancelled = transitions.order_cancel_in_book(order.pk, now) or venue_cancel(order, now)
     order.refresh_from_db()
     if not cancelled:
         raise OrderNotCancellable(order)

@@ -21,6 +21,7 @@ from django.db.models.functions import Coalesce
 from orders.models import Order
 
 S = Order.Status
+IMMEDIATE = (Order.TimeInForce.IOC, Order.TimeInForce.FOK)
 
 # --- Internal matching (the caller holds the instrument lock and the rows) ----------
 
@@ -48,7 +49,9 @@ def order_finish_match_pass(order: Order, now: datetime) -> set[str]:
     order.needs_match = False
     fields = {"needs_match"}
     if order.remaining_quantity > 0 and order.route_at is None:
-        order.route_at = now + timedelta(seconds=settings.MATCHING_WINDOW)
+        # IOC and FOK never rest in the internal book: what is left goes out at once.
+        window = 0 if order.time_in_force in IMMEDIATE else settings.MATCHING_WINDOW
+        order.route_at = now + timedelta(seconds=window)
         fields.add("route_at")
     return fields
 
@@ -148,6 +151,66 @@ def order_fail(order_id, attempt: int, *, reason: str, error: str, now: datetime
         in_flight=False,
         route_at=None,
         updated_at=now,
+    )
+
+
+def order_apply_venue(
+    order: Order,
+    fields,
+    *,
+    venue_status: str,
+    venue_cum_quantity: int,
+    venue_notional: Decimal,
+    placed_quantity: int,
+    failure_reason: str,
+    now: datetime,
+) -> None:
+    """What the venue reported, folded (``orders/reports.py``), onto a locked order row.
+
+    ``fields`` are the public fields the fold computed (status, filled, remaining,
+    cancelled); the order is out of flight once the venue has answered about it.
+    """
+    order.status = fields.status
+    order.filled_quantity = fields.filled_quantity
+    order.filled_notional = order.matched_notional + venue_notional
+    order.remaining_quantity = fields.remaining_quantity
+    order.cancelled_quantity = fields.cancelled_quantity
+    order.placed_quantity = placed_quantity
+    order.venue_status = venue_status
+    order.venue_cum_quantity = venue_cum_quantity
+    order.in_flight = False
+    order.route_at = None
+    order.failure_reason = failure_reason
+    order.updated_at = now
+    order.save(update_fields=VENUE_FIELDS)
+
+
+VENUE_FIELDS = (
+    "status",
+    "filled_quantity",
+    "filled_notional",
+    "remaining_quantity",
+    "cancelled_quantity",
+    "placed_quantity",
+    "venue_status",
+    "venue_cum_quantity",
+    "in_flight",
+    "route_at",
+    "failure_reason",
+    "updated_at",
+)
+
+
+def order_request_venue_cancel(order_id, now: datetime) -> int:
+    """PENDING_CANCEL for an order working at the venue with no call in flight (the cancel goes out).
+
+    Only an order the venue itself has reported on (``venue_status``): the in-process
+    exchange of SPEC §6 takes no cancels.
+    """
+    return (
+        Order.objects.filter(pk=order_id, status__in=(S.SUBMITTED, S.PARTIALLY_FILLED), in_flight=False)
+        .exclude(venue_status="")
+        .update(status=S.PENDING_CANCEL, updated_at=now)
     )
 
 

@@ -73,6 +73,21 @@ class _Metrics:
             "orders_processing_push_failures",
             "Committed orders whose processing push to the broker failed (the sweeper re-drives them).",
         )
+        self.venue_reports = Counter(
+            "orders_venue_reports_applied", "Venue execution reports applied to orders (in batches)."
+        )
+        self.venue_executions = Counter(
+            "orders_venue_executions", "Venue fills recorded (one Execution each)."
+        )
+        self.venue_quarantined = Counter(
+            "orders_venue_reports_quarantined",
+            "Venue reports not applied: unknown order or contradicting what we know (alert on any).",
+        )
+        self.venue_apply_lag = Histogram(
+            "orders_venue_apply_lag_seconds",
+            "From a report's TransactTime at the venue to its order update committed.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
         # Every label value from the start, so rates and alerts see zeros, not gaps.
         for answer in STATUS_ANSWERS:
             self.status_checks.labels(answer)
@@ -145,6 +160,16 @@ def quantity_mismatch() -> None:
 
 def processing_push_failed() -> None:
     _metrics().push_failures.inc()
+
+
+def venue_reports_applied(reports: int, executions: int, quarantined: int, lags) -> None:
+    metrics = _metrics()
+    metrics.venue_reports.inc(reports)
+    metrics.venue_executions.inc(executions)
+    if quarantined:
+        metrics.venue_quarantined.inc(quarantined)
+    for lag in lags or ():
+        metrics.venue_apply_lag.observe(lag)
 
 
 def exchange_call(outcome: str, started: float) -> None:

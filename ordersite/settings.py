@@ -213,6 +213,12 @@ EXCHANGE_PLACEMENT_DEADLINE = env_float("EXCHANGE_PLACEMENT_DEADLINE", 600)
 EXCHANGE_OUTAGE_FILE = env_str("EXCHANGE_OUTAGE_FILE", "")
 # Exchange calls one worker process keeps in flight at once.
 EXCHANGE_CONCURRENCY = env_int("EXCHANGE_CONCURRENCY", 64)
+# How placement reaches the exchange: "venue" (NewOrderSingle through the outbox,
+# run_gateway and the FIX venue; SPEC §9) or "inprocess" (the simulated gateway's
+# place_order called by the dispatcher's threads; SPEC §6).
+EXCHANGE_TRANSPORT = env_str("EXCHANGE_TRANSPORT", "inprocess")
+if EXCHANGE_TRANSPORT not in ("venue", "inprocess"):
+    raise ImproperlyConfigured(f"EXCHANGE_TRANSPORT must be venue or inprocess, not {EXCHANGE_TRANSPORT!r}")
 # The simulated exchange refuses an order arriving longer than this after it was sent, so
 # once a lost call is that old the exchange's "not held" is final (docs/architecture.md §4).
 EXCHANGE_CALL_TIMEOUT = env_float("EXCHANGE_CALL_TIMEOUT", max(2.0, 4 * EXCHANGE_LATENCY))
@@ -241,7 +247,9 @@ GATEWAY_RECONNECT_BASE = env_float("GATEWAY_RECONNECT_BASE", 0.5)
 GATEWAY_RECONNECT_CAP = env_float("GATEWAY_RECONNECT_CAP", 30)
 GATEWAY_OUTBOX_POLL = env_float("GATEWAY_OUTBOX_POLL", 0.02)
 GATEWAY_OUTBOX_BATCH = env_int("GATEWAY_OUTBOX_BATCH", 500)
-GATEWAY_RECONCILE_HOOK = env_str("GATEWAY_RECONCILE_HOOK", "")
+GATEWAY_RECONCILE_HOOK = env_str("GATEWAY_RECONCILE_HOOK", "orders.venue.venue_reconcile_ids")
+# Called by run_gateway after each commit of stored reports, and on a timer: applies them to orders.
+GATEWAY_REPORT_CONSUMER = env_str("GATEWAY_REPORT_CONSUMER", "orders.venue.reports_apply_all")
 
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
 Q_CLUSTER = {

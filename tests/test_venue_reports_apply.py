@@ -1,0 +1,263 @@
+"""Stored venue reports move our orders (SPEC §9): once each, in batches, never backwards.
+
+The rows are what ``run_gateway`` stores for each inbound message (``exchange.ExecutionReportRecord``);
+the end-to-end path with the real venue and gateway processes is in tests/gateway/.
+"""
+
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from exchange.models import ExecutionReportRecord, OutboxMessage
+from matching.services import instrument_match_pending
+from orders.models import CancelRequest, Execution, Order, PlacementAttempt, QuarantinedReport
+from orders.placement import placement_send
+from orders.plans import RoutePlan
+from orders.services import order_cancel
+from orders.venue import reports_apply_all
+from tests.factories import OrderFactory
+
+pytestmark = pytest.mark.django_db
+
+S = Order.Status
+
+
+@pytest.fixture(autouse=True)
+def venue_transport(settings):
+    settings.EXCHANGE_TRANSPORT = "venue"
+
+
+def _sent(quantity=100, **kwargs) -> Order:
+    """An order matched, claimed and queued for the venue: in flight, its NewOrderSingle in the outbox."""
+    order = OrderFactory(quantity=quantity, **kwargs)
+    instrument_match_pending(isin=order.instrument)
+    placement_send(plans=[RoutePlan(order.pk, order.instrument, timezone.now())])
+    order.refresh_from_db()
+    assert order.in_flight
+    return order
+
+
+def _report(order, exec_type, ord_status, *, cum=0, last=0, px=None, leaves=None, **extra):
+    """Store one ExecutionReport as the gateway would."""
+    sent = order.quantity - order.matched_quantity
+    values = {
+        "session_seq": ExecutionReportRecord.objects.count() + 1,
+        "msg_type": "8",
+        "exec_id": extra.pop("exec_id", f"E{uuid.uuid4().hex}"),
+        "order_cl_ord_id": str(order.pk),
+        "cl_ord_id": str(order.pk),
+        "exec_type": exec_type,
+        "ord_status": ord_status,
+        "last_qty": Decimal(last),
+        "last_px": px,
+        "cum_qty": Decimal(cum),
+        "leaves_qty": Decimal(sent - cum if leaves is None else leaves),
+        "transact_time": timezone.now(),
+        "raw": "8=FIX.4.4|…",
+        "received_at": timezone.now(),
+        **extra,
+    }
+    values.setdefault("dedupe_key", values["exec_id"])
+    return ExecutionReportRecord.objects.create(**values)
+
+
+def _apply(order) -> Order:
+    reports_apply_all()
+    order.refresh_from_db()
+    assert order.filled_quantity + order.remaining_quantity + order.cancelled_quantity == order.quantity
+    return order
+
+
+def test_claim_queues_a_new_order_single_in_the_same_transaction():
+    order = _sent(100, limit_price=Decimal("10.00"), time_in_force="gtc")
+
+    message = OutboxMessage.objects.get()
+    assert (message.kind, message.cl_ord_id, message.order_qty, message.attempt) == (
+        "new_order",
+        str(order.pk),
+        100,
+        1,
+    )
+    assert (message.symbol, message.side, message.ord_type, message.price, message.time_in_force) == (
+        order.instrument,
+        "buy",
+        "limit",
+        Decimal("10.00"),
+        "gtc",
+    )
+
+
+def test_accepted_order_is_submitted_and_works_at_the_venue():
+    order = _sent(100)
+    _report(order, "0", "0")
+
+    order = _apply(order)
+
+    assert (order.status, order.placed_quantity, order.remaining_quantity, order.in_flight) == (
+        S.SUBMITTED,
+        100,
+        100,
+        False,
+    )
+    assert PlacementAttempt.objects.get().outcome == "accepted"
+
+
+def test_fills_make_it_partially_filled_then_filled_with_executions_and_an_average_price():
+    order = _sent(100)
+    _report(order, "0", "0")
+    _report(order, "F", "1", cum=40, last=40, px=Decimal("10.00"), exec_id="X1")
+    order = _apply(order)
+    assert (order.status, order.filled_quantity, order.remaining_quantity) == (S.PARTIALLY_FILLED, 40, 60)
+
+    _report(order, "F", "2", cum=100, last=60, px=Decimal("10.50"), exec_id="X2")
+    order = _apply(order)
+
+    assert (order.status, order.filled_quantity, order.remaining_quantity) == (S.FILLED, 100, 0)
+    assert order.average_fill_price == Decimal("10.3000")
+    assert sorted(Execution.objects.values_list("exec_id", "quantity")) == [("X1", 40), ("X2", 60)]
+
+
+def test_applying_the_same_reports_again_changes_nothing():
+    order = _sent(100)
+    _report(order, "0", "0")
+    _report(order, "F", "1", cum=40, last=40, px=Decimal("10.00"), exec_id="X1")
+    before = _apply(order)
+
+    from orders.models import ReportCursor
+
+    ReportCursor.objects.update(position=0)  # as if the batch were applied twice
+    from orders import venue
+
+    venue._states.clear()
+    after = _apply(order)
+
+    assert (after.status, after.filled_quantity, after.filled_notional) == (
+        before.status,
+        before.filled_quantity,
+        before.filled_notional,
+    )
+    assert Execution.objects.count() == 1
+
+
+def test_transient_refusal_puts_the_order_back_in_the_book_and_queues_its_matching():
+    order = _sent(100)
+    OrmQ.objects.all().delete()
+    _report(order, "8", "8", leaves=0, ord_rej_reason="99", text="Connection not available")
+
+    order = _apply(order)
+
+    assert (order.status, order.in_flight, order.needs_match) == (S.OPEN, False, True)
+    assert PlacementAttempt.objects.get().outcome == "failed"
+    assert OrmQ.objects.count() == 1  # its matching pass, then a retry
+
+
+def test_permanent_rejection_makes_it_rejected_with_the_reason():
+    order = _sent(100)
+    _report(order, "8", "8", leaves=0, ord_rej_reason="1", text="Unknown instrument")
+
+    order = _apply(order)
+
+    assert (order.status, order.cancelled_quantity, order.placed_quantity, order.remaining_quantity) == (
+        S.REJECTED,
+        100,
+        0,
+        0,
+    )
+    assert "Unknown instrument" in order.failure_reason
+
+
+def test_unknown_order_answer_returns_an_in_flight_order_to_the_book():
+    order = _sent(100)
+    _report(order, "I", "8", leaves=0, ord_rej_reason="5", text="Unknown order")
+
+    order = _apply(order)
+
+    assert (order.status, order.in_flight, order.needs_match) == (S.OPEN, False, True)
+    assert PlacementAttempt.objects.get().outcome == "not_held"
+
+
+def test_report_for_an_order_we_do_not_know_is_quarantined_and_the_rest_applied():
+    order = _sent(100)
+    stranger = ExecutionReportRecord.objects.create(
+        session_seq=99,
+        msg_type="8",
+        dedupe_key="Z1",
+        exec_id="Z1",
+        order_cl_ord_id="not-ours",
+        cl_ord_id="not-ours",
+        exec_type="0",
+        ord_status="0",
+        raw="…",
+        received_at=timezone.now(),
+    )
+    _report(order, "0", "0")
+
+    order = _apply(order)
+
+    assert order.status == S.SUBMITTED
+    assert QuarantinedReport.objects.get().report_id == stranger.id
+
+
+def test_report_contradicting_what_we_know_is_quarantined_and_changes_nothing():
+    order = _sent(100)
+    _report(order, "0", "0")
+    _report(order, "F", "1", cum=150, last=150, px=Decimal("10.00"))  # more than the order
+
+    order = _apply(order)
+
+    assert (order.status, order.filled_quantity) == (S.SUBMITTED, 0)
+    assert QuarantinedReport.objects.count() == 1
+
+
+def test_cancel_at_the_venue_is_pending_then_cancelled_with_the_unfilled_rest():
+    order = _sent(100)
+    _report(order, "0", "0")
+    _report(order, "F", "1", cum=30, last=30, px=Decimal("10.00"))
+    order = _apply(order)
+
+    order = order_cancel(order=order)
+
+    assert order.status == S.PENDING_CANCEL
+    request = CancelRequest.objects.get()
+    assert OutboxMessage.objects.filter(
+        kind="cancel", cl_ord_id=request.cl_ord_id, orig_cl_ord_id=str(order.pk)
+    ).exists()
+
+    _report(order, "4", "4", cum=30, leaves=0, cl_ord_id=request.cl_ord_id, orig_cl_ord_id=str(order.pk))
+    order = _apply(order)
+
+    assert (order.status, order.filled_quantity, order.cancelled_quantity, order.remaining_quantity) == (
+        S.CANCELLED,
+        30,
+        70,
+        0,
+    )
+
+
+def test_cancel_refused_by_the_venue_puts_the_order_back_to_working():
+    order = _sent(100)
+    _report(order, "0", "0")
+    _report(order, "F", "1", cum=30, last=30, px=Decimal("10.00"))
+    order = order_cancel(order=_apply(order))
+    request = CancelRequest.objects.get()
+
+    ExecutionReportRecord.objects.create(
+        session_seq=50,
+        msg_type="9",
+        dedupe_key=f"9:{request.cl_ord_id}",
+        order_cl_ord_id=str(order.pk),
+        cl_ord_id=request.cl_ord_id,
+        orig_cl_ord_id=str(order.pk),
+        ord_status="1",
+        cxl_rej_reason="0",
+        text="Too late to cancel",
+        raw="…",
+        received_at=timezone.now(),
+    )
+    order = _apply(order)
+
+    assert order.status == S.PARTIALLY_FILLED
+    assert CancelRequest.objects.get().rejected_at is not None
