@@ -109,14 +109,14 @@ class VenueProcess:
 class FixClient:
     """Our side in miniature: an initiator session that reconnects, and an inbox of reports."""
 
-    def __init__(self, port: int, *, heartbeat: int = 5) -> None:
+    def __init__(self, port: int, *, heartbeat: int = 5, store=None, inbox=None) -> None:
         self.port = port
-        self.inbox: list[Message] = []
+        self.inbox: list[Message] = [] if inbox is None else inbox
         self.arrived = asyncio.Event()
         self.session = Session(
             sender_comp_id="BROKER",
             target_comp_id="VENUE",
-            store=MemorySessionStore(),
+            store=store or MemorySessionStore(),
             role=INITIATOR,
             on_app=self._on_app,
             heartbeat_interval=heartbeat,

@@ -5,6 +5,7 @@ import signal
 from collections import Counter
 
 from exchange.fix.codec import MsgType, Tag
+from exchange.fix.session import MemorySessionStore
 from tests.venue.harness import FixClient, run
 
 
@@ -49,6 +50,29 @@ def test_sigkill_mid_stream_then_restart_resends_every_report_exactly_once(venue
     assert 0 < sent_before < len(client.inbox)
     assert_every_report_once(client, venue)
     assert_filled(venue, ids, 100)
+
+
+def test_reports_produced_while_the_client_is_away_are_recovered_after_logon(venue_process):
+    venue = venue_process(VENUE_MAX_FILLS="3", VENUE_FILL_INTERVAL="0.1").start()
+    ids = [f"away-{n}" for n in range(10)]
+    store, inbox = MemorySessionStore(), []
+
+    async def scenario():
+        async with FixClient(venue.port, store=store, inbox=inbox) as client:
+            for cl_ord_id in ids:
+                client.new_order(cl_ord_id, 30)
+            await client.until(lambda: all(client.reports(c) for c in ids))
+        received_before = len(inbox)
+        await asyncio.sleep(0.6)  # the orders fill meanwhile
+        async with FixClient(venue.port, store=store, inbox=inbox) as client:
+            await client.until(lambda: all(client.done(c) for c in ids))
+            return client, received_before
+
+    client, received_before = run(scenario())
+    assert client.session.stats["resend_requests_sent"] == 1
+    assert len(inbox) > received_before
+    assert_every_report_once(client, venue)
+    assert_filled(venue, ids, 30)
 
 
 def test_faults_dup_gap_disconnect_are_recovered_by_the_session(venue_process):
