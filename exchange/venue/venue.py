@@ -285,7 +285,7 @@ class Venue:
                 ) from None
             if not price.is_finite() or price <= 0 or price != price.quantize(Decimal("0.0001")):
                 raise Rejection(OrdRejReason.UnsupportedOrderCharacteristic, "Price must be above 0")
-            values["price"] = price
+            values["price"] = Decimal(format(price, "f"))  # "1E+3" would be no FIX price
         elif price_text:
             raise Rejection(OrdRejReason.UnsupportedOrderCharacteristic, "No Price(44) on a market order")
 
