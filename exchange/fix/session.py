@@ -540,8 +540,10 @@ class Session:
                 self._send_admin(MsgType.Logout, [])
                 self.disconnect(f"Logout received: {message.get(Tag.Text) or ''}".rstrip(": "))
                 return
+            elif seq in self._queue:
+                self.stats["duplicates_ignored"] += 1
             else:
-                self._queue.setdefault(seq, message)
+                self._queue[seq] = message
             self._request_resend(expected, seq)
             return
         if seq < expected:
