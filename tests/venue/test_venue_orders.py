@@ -111,7 +111,7 @@ def test_many_new_orders_are_decided_concurrently(venue_process):
             return time.monotonic() - started, client.inbox
 
     elapsed, inbox = run(scenario())
-    assert elapsed < 2.5  # 300 × 0.5 s one after the other would take 150 s
+    assert elapsed < 5  # 300 × 0.5 s one after the other would take 150 s
     assert {m.get(Tag.ExecType) for m in inbox} == {ExecType.New}
 
 
