@@ -542,11 +542,14 @@ class Session:
                 # Answer at once: both sides waiting for the other's resend would deadlock.
                 self._resend(message)
             elif msg_type == MsgType.Logout:
-                self._send_admin(MsgType.Logout, [])
+                if self.state is State.LOGGED_ON:
+                    self._send_admin(MsgType.Logout, [])
                 self.disconnect(f"Logout received: {message.get(Tag.Text) or ''}".rstrip(": "))
                 return
+            elif seq in self._queue:
+                self.stats["duplicates_ignored"] += 1
             else:
-                self._queue.setdefault(seq, message)
+                self._queue[seq] = message
             self._request_resend(expected, seq)
             return
         if seq < expected:

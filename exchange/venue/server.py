@@ -71,5 +71,7 @@ async def run(process: VenueProcess, ready=None) -> None:
                 await asyncio.sleep(0.05)
         session.disconnect("venue stopped")
         venue.stop()
+        # Let the cancelled firehose and already scheduled flushes run before the journal closes.
+        await asyncio.sleep(0.05)
         session.flush()
         connection.close()

@@ -285,7 +285,7 @@ class Venue:
                 ) from None
             if not price.is_finite() or price <= 0 or price != price.quantize(Decimal("0.0001")):
                 raise Rejection(OrdRejReason.UnsupportedOrderCharacteristic, "Price must be above 0")
-            values["price"] = price
+            values["price"] = Decimal(format(price, "f"))  # "1E+3" would be no FIX price
         elif price_text:
             raise Rejection(OrdRejReason.UnsupportedOrderCharacteristic, "No Price(44) on a market order")
 
@@ -488,6 +488,11 @@ class Venue:
                 self._expire(order)
         self._arm_day_timer()
 
+    def _client_backlog(self) -> int:
+        """Bytes written to the client's socket and not yet sent (0 without a connection)."""
+        stream = getattr(self.session.transport, "transport", None)
+        return stream.get_write_buffer_size() if stream is not None else 0
+
     async def _firehose(self) -> None:
         """Fill open orders one share per report, round robin, at ``config.firehose`` reports a second."""
         rate = self.config.firehose
@@ -500,6 +505,9 @@ class Venue:
             budget = min(budget + (now - last) * rate, rate * 0.1)
             last = now
             orders = self._firehose_orders
+            if self._client_backlog() > 4 * 1024 * 1024:
+                budget = 0.0  # a slow reader: produce no faster than it takes
+                continue
             while budget >= 1 and orders:
                 order = orders[0]
                 if not order.is_open or order.status == j.PENDING_CANCEL:

@@ -62,3 +62,35 @@ def test_bytes_outside_any_message_are_reported_as_garbage():
 def test_parse_frame_rejects_non_numeric_tag():
     with pytest.raises(GarbledMessage):
         parse_frame(b"8=FIX.4.4\x019=5\x01x=1\x0110=000\x01")
+
+
+def test_encoding_is_byte_for_byte_what_simplefix_makes():
+    import simplefix
+
+    body = [(Tag.ClOrdID, "ü-1"), (Tag.OrderQty, 5), (Tag.Text, b"raw\xffbytes"), (Tag.Price, "12.50")]
+    ours = encode(
+        "8",
+        body,
+        sender="VENUE",
+        target="BROKER",
+        seq=42,
+        sending_time="20260101-12:00:00.123",
+        poss_dup=True,
+        orig_sending_time="20260101-11:00:00.000",
+    )
+    reference = simplefix.FixMessage()
+    for tag, value in [
+        (8, "FIX.4.4"),
+        (35, "8"),
+        (49, "VENUE"),
+        (56, "BROKER"),
+        (34, 42),
+        (43, "Y"),
+        (52, "20260101-12:00:00.123"),
+        (122, "20260101-11:00:00.000"),
+    ]:
+        reference.append_pair(tag, value, header=True)
+    for tag, value in body:
+        reference.append_pair(tag, value)
+    assert ours == reference.encode()
+    assert parse_frame(ours).get(Tag.Text) == b"raw\xffbytes".decode("latin-1")

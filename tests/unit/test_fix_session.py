@@ -275,3 +275,31 @@ def test_an_unfilled_gap_is_asked_for_again():
     session.tick()
     again = [m for m in peer.transport.take() if m.msg_type == MsgType.ResendRequest]
     assert [(m.get(Tag.BeginSeqNo), m.get(Tag.EndSeqNo)) for m in again] == [("2", "0")]
+
+
+def test_message_without_sending_time_is_rejected_and_still_counted():
+    session, peer, clock, inbox = logged_on()
+    raw = peer.raw(MsgType.NewOrderSingle, order("c1"))
+    start = raw.index(b"\x0152=") + 1
+    end = raw.index(b"\x01", start) + 1
+    body = raw[raw.index(b"35=") : -7].replace(raw[start:end], b"")
+    head = b"8=FIX.4.4\x019=%d\x01" % len(body)
+    framed = head + body
+    framed += b"10=%03d\x01" % (sum(framed) % 256)
+    session.data_received(framed)
+    (reject,) = peer.transport.take()
+    assert reject.msg_type == MsgType.Reject
+    assert (reject.get(Tag.SessionRejectReason), reject.get(Tag.RefTagID)) == ("1", "52")
+    assert inbox == [] and session.next_inbound_seq == 3
+
+
+def test_session_layer_and_venue_import_nothing_of_ours_nor_django():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, exchange.fix.session, exchange.fix.sqlite_store, exchange.venue.server;"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'orders', 'matching', 'django'}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

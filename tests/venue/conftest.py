@@ -16,3 +16,5 @@ def venue_process(tmp_path):
     yield build
     for process in made:
         process.stop()
+    for process in made:
+        process.assert_no_tracebacks()

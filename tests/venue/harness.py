@@ -47,22 +47,25 @@ class VenueProcess:
         }
         self.args: list[str] = []
         self.proc: subprocess.Popen | None = None
+        # A file, not a pipe: a pipe nobody reads would stall a chatty venue.
+        self.log = tmp_path / "venue.log"
 
     def start(self, *args: str) -> VenueProcess:
         self.args = list(args) or self.args
-        self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "run_venue", "--port", str(self.port), "--db", str(self.db)]
-            + self.args,
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        with self.log.open("a") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "manage.py", "run_venue", "--port", str(self.port), "--db", str(self.db)]
+                + self.args,
+                cwd=ROOT,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
         line = self.proc.stdout.readline()
         if "listening" not in line:
             self.proc.kill()
-            raise RuntimeError(f"venue did not start: {line}{self.proc.stderr.read()}")
+            raise RuntimeError(f"venue did not start: {line}{self.log.read_text()}")
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
@@ -75,9 +78,12 @@ class VenueProcess:
             self.proc.kill()
             code = self.proc.wait()
         self.proc.stdout.close()
-        self.proc.stderr.close()
         self.proc = None
         return code
+
+    def assert_no_tracebacks(self) -> None:
+        text = self.log.read_text()
+        assert "Traceback" not in text, text[text.index("Traceback") - 500 :]
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
@@ -109,14 +115,14 @@ class VenueProcess:
 class FixClient:
     """Our side in miniature: an initiator session that reconnects, and an inbox of reports."""
 
-    def __init__(self, port: int, *, heartbeat: int = 5) -> None:
+    def __init__(self, port: int, *, heartbeat: int = 5, store=None, inbox=None) -> None:
         self.port = port
-        self.inbox: list[Message] = []
+        self.inbox: list[Message] = [] if inbox is None else inbox
         self.arrived = asyncio.Event()
         self.session = Session(
             sender_comp_id="BROKER",
             target_comp_id="VENUE",
-            store=MemorySessionStore(),
+            store=store or MemorySessionStore(),
             role=INITIATOR,
             on_app=self._on_app,
             heartbeat_interval=heartbeat,

@@ -114,3 +114,13 @@ def test_a_bad_fault_spec_stops_the_venue_at_start_with_a_clear_error(tmp_path):
     )
     assert result.returncode != 0
     assert "VENUE_FAULTS='dup=lots'" in result.stderr and "is not a number" in result.stderr
+
+
+def test_a_silent_client_gets_a_test_request_then_is_disconnected(venue_process):
+    venue = venue_process().start()
+    silent_logon = encode(MsgType.Logon, [(98, 0), (108, 1)], sender="BROKER", target="VENUE", seq=1)
+    messages = exchange_raw(venue.port, silent_logon, timeout=6)  # returns when the venue hangs up
+    kinds = [m.msg_type for m in messages]
+    assert kinds[0] == MsgType.Logon
+    assert MsgType.TestRequest in kinds
+    assert MsgType.Heartbeat in kinds
