@@ -40,7 +40,13 @@ class OrderFactory(factory.django.DjangoModelFactory):
     instrument = VALID_ISINS[0]
     limit_price = Decimal("10.00")
     quantity = 100
+    matched_quantity = 0
+    matched_notional = Decimal("0")
+    placed_quantity = 0
     remaining_quantity = factory.LazyAttribute(lambda o: o.quantity)
+    # Internal matches are fills (SPEC §9).
+    filled_quantity = factory.LazyAttribute(lambda o: o.matched_quantity)
+    filled_notional = factory.LazyAttribute(lambda o: o.matched_notional)
 
     class Params:
         market = factory.Trait(type=Order.Type.MARKET, limit_price=None)
@@ -109,6 +115,7 @@ class FailedOrderFactory(OrderFactory):
 
     status = Order.Status.FAILED
     remaining_quantity = 0
+    cancelled_quantity = factory.LazyAttribute(lambda o: o.quantity - o.matched_quantity - o.placed_quantity)
     needs_match = False
     failure_reason = "Exchange placement deadline passed: Connection not available"
     last_error = "OrderPlacementError: Connection not available"

@@ -25,6 +25,8 @@ def _settled_pair():
         Order.objects.filter(pk=order.pk).update(
             matched_quantity=10,
             matched_notional=90,
+            filled_quantity=10,
+            filled_notional=90,
             remaining_quantity=0,
             status="MATCHED",
             needs_match=False,
