@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -52,6 +54,10 @@ class GatewayConfig:
     status_interval: float = 1.0
     # More ClOrdIDs to ask about on logon (the order side's in-flight orders).
     reconcile_hook: Callable[[], Iterable[str]] | None = None
+    # Applies stored reports to the order side (returns how many); run on a thread of
+    # its own, woken by every commit that stored reports and at least this often.
+    report_consumer: Callable[[], int] | None = None
+    consumer_interval: float = 0.2
 
     @property
     def session_name(self) -> str:
@@ -120,6 +126,7 @@ class Gateway:
         self.logged_on_since = None
         self.application_duplicates = 0
         self._published: Counter[str] = Counter()
+        self._reports_waiting = threading.Event()
 
     # --- session callbacks -----------------------------------------------------------
 
@@ -134,6 +141,7 @@ class Gateway:
 
     def _on_commit(self, result: CommitResult) -> None:
         if result.stored:
+            self._reports_waiting.set()
             self.metrics.reports_stored.inc(len(result.stored))
             lag = self.metrics.lag
             for record in result.stored:
@@ -157,6 +165,8 @@ class Gateway:
             schedule=loop.call_soon,
             on_logon=self._on_logon,
         )
+        if self.config.report_consumer is not None:
+            threading.Thread(target=self._consume_forever, name="report-consumer", daemon=True).start()
         tasks = [
             asyncio.create_task(self._connection_loop(), name="fix-connection"),
             asyncio.create_task(self._outbox_loop(), name="fix-outbox"),
@@ -213,6 +223,24 @@ class Gateway:
             await asyncio.sleep(
                 backoff_delay(failures, self.config.reconnect_base, self.config.reconnect_cap, self.rng)
             )
+
+    def _consume_forever(self) -> None:
+        """Hand stored reports to the order side, batch after batch; any error is logged and retried.
+
+        A thread of its own with its own database connection: applying a batch never
+        holds up reading the socket. Stopping mid-batch rolls it back; the consumer's
+        cursor then still points before it.
+        """
+        while True:
+            self._reports_waiting.wait(self.config.consumer_interval)
+            self._reports_waiting.clear()
+            try:
+                close_old_connections()
+                self.config.report_consumer()
+            except Exception:
+                logger.exception("FIX gateway: applying stored reports failed; retrying")
+                connection.close()
+                time.sleep(1.0)
 
     def _recover_store(self) -> None:
         self.store_failed = False

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make run`: migrate, create the demo user and token, then run the web server and
-# the django-q2 cluster (whose workers host the simulated exchange) in the
-# foreground. Ctrl-C stops all of them.
+# `make run`: migrate, create the demo user and token, then run the web server, the
+# django-q2 cluster, the FIX venue (the simulated exchange, its own process and
+# journal) and our FIX gateway in the foreground. Ctrl-C stops all of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -32,6 +32,12 @@ trap stop INT TERM EXIT
 pids+=($!)
 $PY manage.py qcluster &
 pids+=($!)
+if [[ ${EXCHANGE_TRANSPORT:-venue} == venue ]]; then
+  $PY manage.py run_venue &
+  pids+=($!)
+  $PY manage.py run_gateway &
+  pids+=($!)
+fi
 
 # Whichever process ends first (or Ctrl-C) takes the others down with it.
 wait -n

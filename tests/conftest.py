@@ -88,3 +88,20 @@ def dispatcher(request, monkeypatch):
     monkeypatch.setattr(dispatcher_module, "_dispatcher", collecting)
     monkeypatch.setattr(dispatcher_module, "_dispatcher_pid", os.getpid())
     yield collecting
+
+
+@pytest.fixture
+def cluster_factory():
+    """Real ``qcluster`` processes on the test database: ``cluster_factory(**env).start()``."""
+    from tests.pipeline_helpers import Cluster
+
+    clusters = []
+
+    def build(**env):
+        cluster = Cluster(**env)
+        clusters.append(cluster)
+        return cluster
+
+    yield build
+    for cluster in clusters:
+        cluster.stop()

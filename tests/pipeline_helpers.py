@@ -1,8 +1,14 @@
-"""Helpers for pipeline tests: run what is really in the queue, build exchanges, wait."""
+"""Helpers for pipeline tests: run what is really in the queue, build exchanges, run a cluster, wait."""
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
+from django.db import connection
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
@@ -83,3 +89,56 @@ class ConcurrencyProbe(SimulatedExchange):
         finally:
             with cls.lock:
                 cls.in_flight -= 1
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    """The test database, for processes started by a test (which must be ``transaction=True``)."""
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"mysql://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{db['NAME']}"
+
+
+class Cluster:
+    """`manage.py qcluster` in its own process group, killable like a crashed host."""
+
+    def __init__(self, **env):
+        self.env = {
+            **os.environ,
+            # Production settings (not the test overrides), configured by environment.
+            "DJANGO_SETTINGS_MODULE": "ordersite.settings",
+            "DATABASE_URL": database_url(),
+            "Q_WORKERS": "2",
+            "EXCHANGE_LATENCY": "0.05",
+            "MATCHING_WINDOW": "0.05",
+            "EXCHANGE_RETRY_BASE": "0.05",
+            "EXCHANGE_RETRY_CAP": "0.2",
+            "LOG_LEVEL": "WARNING",
+            "PIPELINE_STALL_TIMEOUT": "2",
+            **{key: str(value) for key, value in env.items()},
+        }
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=self.env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def kill(self):
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -5,17 +5,11 @@ the test posts through the API, kills the cluster with SIGKILL mid-run, loses
 queued tasks, and lets the exchange fail 30-100 % of calls.
 """
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from django.db import connection
 from django_q.models import OrmQ
 from django_q.tasks import async_task
 
@@ -26,71 +20,6 @@ from tests.factories import VALID_ISINS
 from tests.pipeline_helpers import assert_invariants, wait_until_settled
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"mysql://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{db['NAME']}"
-
-
-class Cluster:
-    """`manage.py qcluster` in its own process group, killable like a crashed host."""
-
-    def __init__(self, **env):
-        self.env = {
-            **os.environ,
-            # Production settings (not the test overrides), configured by environment.
-            "DJANGO_SETTINGS_MODULE": "ordersite.settings",
-            "DATABASE_URL": _database_url(),
-            "Q_WORKERS": "2",
-            "EXCHANGE_LATENCY": "0.05",
-            "MATCHING_WINDOW": "0.05",
-            "EXCHANGE_RETRY_BASE": "0.05",
-            "EXCHANGE_RETRY_CAP": "0.2",
-            "LOG_LEVEL": "WARNING",
-            "PIPELINE_STALL_TIMEOUT": "2",
-            **{key: str(value) for key, value in env.items()},
-        }
-        self.process = None
-
-    def start(self):
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=ROOT,
-            env=self.env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def kill(self):
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@pytest.fixture
-def cluster_factory():
-    clusters = []
-
-    def build(**env):
-        cluster = Cluster(**env)
-        clusters.append(cluster)
-        return cluster
-
-    yield build
-    for cluster in clusters:
-        cluster.stop()
 
 
 def _post_orders(api, count, seed=7):

@@ -30,6 +30,12 @@ class Command(BaseCommand):
                 hook = import_string(settings.GATEWAY_RECONCILE_HOOK)
             except ImportError as error:
                 raise CommandError(f"GATEWAY_RECONCILE_HOOK: {error}") from None
+        consumer = None
+        if settings.GATEWAY_REPORT_CONSUMER:
+            try:
+                consumer = import_string(settings.GATEWAY_REPORT_CONSUMER)
+            except ImportError as error:
+                raise CommandError(f"GATEWAY_REPORT_CONSUMER: {error}") from None
         if settings.GATEWAY_HEARTBEAT_INTERVAL < 1 or settings.GATEWAY_OUTBOX_BATCH < 1:
             raise CommandError("GATEWAY_HEARTBEAT_INTERVAL and GATEWAY_OUTBOX_BATCH must be at least 1")
         if settings.GATEWAY_RECONNECT_BASE <= 0 or settings.GATEWAY_OUTBOX_POLL <= 0:
@@ -45,6 +51,7 @@ class Command(BaseCommand):
             poll_interval=settings.GATEWAY_OUTBOX_POLL,
             batch=settings.GATEWAY_OUTBOX_BATCH,
             reconcile_hook=hook,
+            report_consumer=consumer,
         )
         # The gateway calls the ORM from its event loop on purpose: one thread, and a
         # blocking commit is what batches the next read (docs/decisions.md, "FIX gateway").
