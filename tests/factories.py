@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from orders.models import Order
@@ -63,6 +64,24 @@ class OrderMatchFactory(factory.django.DjangoModelFactory):
     instrument = VALID_ISINS[0]
     quantity = 10
     price = Decimal("10.00")
+
+
+class ExecutionFactory(factory.django.DjangoModelFactory):
+    """One venue fill of an order (SPEC §9), as the gateway stores it from an ExecutionReport.
+
+    Like ``OrderMatchFactory`` it writes the fill row only; tests set the order's
+    quantities themselves.
+    """
+
+    class Meta:
+        model = "orders.Execution"
+
+    order = factory.SubFactory(OrderFactory)
+    exec_id = factory.Sequence(lambda n: f"E{n:08d}")
+    quantity = 10
+    price = Decimal("10.0000")
+    cum_quantity = factory.LazyAttribute(lambda e: e.quantity)
+    executed_at = factory.LazyFunction(timezone.now)
 
 
 # --- Back office (admin) -------------------------------------------------------------------
