@@ -88,7 +88,7 @@ class ExecutionFactory(factory.django.DjangoModelFactory):
 
 
 def backoffice_group(name: str):
-    """The back-office group ``name`` as migration orders/0003 creates it.
+    """The back-office group ``name`` as migrations orders/0003 and 0007 make it.
 
     Transactional tests flush the database, groups included; this puts them back.
     """
@@ -100,6 +100,9 @@ def backoffice_group(name: str):
     group = Group.objects.filter(name=name).first()
     if group is None:
         importlib.import_module("orders.migrations.0003_backoffice_groups").backoffice_groups_sync(apps)
+        importlib.import_module(
+            "orders.migrations.0007_backoffice_venue_permissions"
+        ).backoffice_venue_permissions_sync(apps)
         group = Group.objects.get(name=name)
     return group
 
