@@ -30,6 +30,7 @@ def order_create(
     quantity: int,
     limit_price: Decimal | None = None,
     client_order_id: str | None = None,
+    time_in_force: str = Order.TimeInForce.DAY,
 ) -> tuple[Order, bool]:
     """Store a new order and, in the same transaction, the intent to process it.
 
@@ -46,6 +47,7 @@ def order_create(
         remaining_quantity=quantity,
         limit_price=limit_price,
         client_order_id=client_order_id,
+        time_in_force=time_in_force,
     )
     try:
         # The post_save receiver queues processing inside this block: the queue
@@ -66,7 +68,7 @@ def order_create(
 
 
 def _same_payload(existing: Order, new: Order) -> bool:
-    fields = ("type", "side", "instrument", "quantity", "limit_price")
+    fields = ("type", "side", "instrument", "quantity", "limit_price", "time_in_force")
     return all(getattr(existing, name) == getattr(new, name) for name in fields)
 
 

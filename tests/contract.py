@@ -1,4 +1,4 @@
-"""The order representation SPEC §3 promises, shared by the tests that check it."""
+"""The order representation SPEC §3 and §9 promise, shared by the tests that check it."""
 
 REPRESENTATION_FIELDS = {
     "id",
@@ -9,11 +9,19 @@ REPRESENTATION_FIELDS = {
     "side",
     "instrument",
     "limit_price",
+    "time_in_force",
     "quantity",
     "matched_quantity",
     "placed_quantity",
     "remaining_quantity",
     "average_match_price",
+    "filled_quantity",
+    "average_fill_price",
+    "cancelled_quantity",
     "status",
     "failure_reason",
 }
+
+# GET /orders/{id} adds these to the representation.
+DETAIL_FIELDS = REPRESENTATION_FIELDS | {"matches", "executions"}
+EXECUTION_FIELDS = {"exec_id", "source", "quantity", "price", "executed_at"}

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from orders.models import Order
@@ -71,11 +72,29 @@ class OrderMatchFactory(factory.django.DjangoModelFactory):
     price = Decimal("10.00")
 
 
+class ExecutionFactory(factory.django.DjangoModelFactory):
+    """One venue fill of an order (SPEC §9), as the gateway stores it from an ExecutionReport.
+
+    Like ``OrderMatchFactory`` it writes the fill row only; tests set the order's
+    quantities themselves.
+    """
+
+    class Meta:
+        model = "orders.Execution"
+
+    order = factory.SubFactory(OrderFactory)
+    exec_id = factory.Sequence(lambda n: f"E{n:08d}")
+    quantity = 10
+    price = Decimal("10.0000")
+    cum_quantity = factory.LazyAttribute(lambda e: e.quantity)
+    executed_at = factory.LazyFunction(timezone.now)
+
+
 # --- Back office (admin) -------------------------------------------------------------------
 
 
 def backoffice_group(name: str):
-    """The back-office group ``name`` as migration orders/0003 creates it.
+    """The back-office group ``name`` as migrations orders/0003 and 0007 make it.
 
     Transactional tests flush the database, groups included; this puts them back.
     """
@@ -87,6 +106,9 @@ def backoffice_group(name: str):
     group = Group.objects.filter(name=name).first()
     if group is None:
         importlib.import_module("orders.migrations.0003_backoffice_groups").backoffice_groups_sync(apps)
+        importlib.import_module(
+            "orders.migrations.0007_backoffice_venue_permissions"
+        ).backoffice_venue_permissions_sync(apps)
         group = Group.objects.get(name=name)
     return group
 

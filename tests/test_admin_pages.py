@@ -13,12 +13,13 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from matching.models import Instrument, OrderMatch
-from orders.admin.kit import EstimatedCountPaginator, table_rows_estimate
-from orders.models import Order
+from orders.admin.kit import STATUS_COLOURS, EstimatedCountPaginator, table_rows_estimate
+from orders.models import CancelRequest, Order
 from tests.factories import (
     VALID_ISINS,
     ClerkFactory,
     ExchangeOrderFactory,
+    ExecutionFactory,
     FailedOrderFactory,
     OrderFactory,
     OrderMatchFactory,
@@ -318,6 +319,109 @@ def test_match_and_placement_pages_link_back_to_the_orders(clerk_client):
     assert f'href="{reverse("admin:orders_order_change", args=[placement.order_id])}"' in placement_html
 
 
+# --- venue executions and cancel requests (SPEC §9) ---------------------------------------
+
+
+def test_order_list_filters_by_time_in_force_and_badges_the_venue_statuses(clerk_client):
+    gtc = OrderFactory(time_in_force=Order.TimeInForce.GTC, status=Order.Status.PARTIALLY_FILLED)
+    OrderFactory(status=Order.Status.PENDING_CANCEL)
+
+    response = clerk_client.get(ORDERS_URL)
+    html = response.content.decode()
+
+    assert result_ids(clerk_client.get(ORDERS_URL, {"time_in_force__exact": "gtc"})) == {gtc.pk}
+    assert "time in force" in html.lower()
+    for status in ("partially_filled", "pending_cancel"):
+        assert f'class="order-status order-status-{status}"' in html
+
+
+def test_every_status_has_its_own_badge_colour():
+    assert set(STATUS_COLOURS) == set(Order.Status.values)
+    assert len(set(STATUS_COLOURS.values())) == len(STATUS_COLOURS)
+
+
+def test_order_page_shows_fill_fields_and_venue_executions_next_to_matches(clerk_client):
+    buy = OrderFactory(
+        time_in_force=Order.TimeInForce.IOC,
+        status=Order.Status.PARTIALLY_FILLED,
+        needs_match=False,
+        placed_quantity=100,
+        remaining_quantity=40,
+        filled_quantity=60,
+        filled_notional=Decimal("607.50"),
+        venue_status="1",
+        venue_cum_quantity=60,
+    )
+    OrderMatchFactory(buy_order=buy, quantity=1)
+    ExecutionFactory(order=buy, exec_id="VX-0001", quantity=25, price=Decimal("10.1000"), cum_quantity=25)
+    ExecutionFactory(order=buy, exec_id="VX-0002", quantity=35, price=Decimal("10.1429"), cum_quantity=60)
+
+    response = clerk_client.get(change_url(buy))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "matches (this order bought)" in html.lower()
+    assert "venue executions" in html.lower()
+    assert html.index("VX-0001") < html.index("VX-0002")
+    first = buy.venue_executions.get(exec_id="VX-0001")
+    assert reverse("admin:orders_execution_change", args=[first.pk]) in html
+    assert "10.1429" in html
+    for label in (
+        "Time in force",
+        "Filled quantity",
+        "Cancelled quantity",
+        "Average fill price",
+        "CumQty",
+        "ExecID",
+    ):
+        assert label.lower() in html.lower(), label
+    assert "Immediate or cancel" in html
+    assert "10.1250" in html  # 607.50 / 60
+    assert "Partially filled (1)" in html
+    assert 'class="order-status order-status-partially_filled"' in html
+
+
+def test_venue_execution_and_cancel_request_lists_search_and_link_to_the_order(clerk_client):
+    order = OrderFactory()
+    execution = ExecutionFactory(order=order, exec_id="EXEC-42")
+    ExecutionFactory(exec_id="EXEC-43")
+    request = CancelRequest.objects.create(cl_ord_id="CXL-7", order=order, reason="Too late to cancel")
+    CancelRequest.objects.create(cl_ord_id="CXL-8", order=OrderFactory())
+    executions_url = reverse("admin:orders_execution_changelist")
+    cancels_url = reverse("admin:orders_cancelrequest_changelist")
+
+    assert results(clerk_client.get(executions_url, {"q": "EXEC-42"})) == [execution]
+    assert results(clerk_client.get(executions_url, {"q": str(order.pk)})) == [execution]
+    assert results(clerk_client.get(cancels_url, {"q": "CXL-7"})) == [request]
+    assert results(clerk_client.get(cancels_url, {"q": str(order.pk)})) == [request]
+    for url in (
+        reverse("admin:orders_execution_change", args=[execution.pk]),
+        reverse("admin:orders_cancelrequest_change", args=[request.pk]),
+        executions_url,
+        cancels_url,
+    ):
+        page = clerk_client.get(url)
+        assert page.status_code == 200, url
+        assert f'href="{change_url(order)}"' in page.content.decode()
+
+
+def test_venue_records_are_read_only(clerk_client):
+    execution = ExecutionFactory()
+    request = CancelRequest.objects.create(cl_ord_id="CXL-1", order=execution.order)
+
+    for model, obj in (("orders_execution", execution), ("orders_cancelrequest", request)):
+        assert clerk_client.get(reverse(f"admin:{model}_add")).status_code == 403
+        assert (
+            'name="_save"'
+            not in clerk_client.get(reverse(f"admin:{model}_change", args=[obj.pk])).content.decode()
+        )
+        assert (
+            clerk_client.post(reverse(f"admin:{model}_delete", args=[obj.pk]), {"post": "yes"}).status_code
+            == 403
+        )
+    assert CancelRequest.objects.filter(pk=request.pk).exists()
+
+
 # --- order books ---------------------------------------------------------------------------
 
 
@@ -513,6 +617,8 @@ def test_migration_creates_the_back_office_groups():
         "matching.view_ordermatch",
         "matching.view_instrument",
         "exchange.view_exchangeorder",
+        "orders.view_execution",
+        "orders.view_cancelrequest",
     }
     assert codenames(clerk) < codenames(admin)
     assert {"auth.view_user", "auth.add_user", "auth.change_user"} <= codenames(admin)

@@ -514,6 +514,7 @@ def test_page_size_of_thousands_of_digits_counts_as_the_cap(api):
         "page_size=1&page_size=2",
         "side=buy&side=sell",
         "type=limit&type=market",
+        "time_in_force=day&time_in_force=gtc",
         f"instrument={ISIN}&instrument=US5949181045",
         "client_order_id=a&client_order_id=b",
         "created_after=2020-01-01T00:00:00Z&created_after=2021-01-01T00:00:00Z",
@@ -542,6 +543,7 @@ def test_several_statuses_are_still_a_filter_not_a_repeat(api):
     [
         "side",
         "type",
+        "time_in_force",
         "instrument",
         "client_order_id",
         "created_after",
@@ -593,7 +595,7 @@ def _operation(document, path, method):
         ("/orders", "post", {"200", "201", "400", "401", "409", "413", "415", "429", "500"}),
         ("/orders", "get", {"200", "400", "401", "404", "429", "500"}),
         ("/orders/{id}", "get", {"200", "401", "404", "429", "500"}),
-        ("/orders/{id}/cancel", "post", {"200", "401", "403", "404", "409", "429", "500"}),
+        ("/orders/{id}/cancel", "post", {"200", "202", "401", "403", "404", "409", "429", "500"}),
     ],
 )
 def test_schema_documents_every_status_the_api_answers(api, path, method, statuses):
@@ -615,6 +617,7 @@ def test_schema_states_the_limits_of_the_list_query_parameters(api):
     assert {name for name, p in parameters.items() if p.get("allowEmptyValue")} == {
         "side",
         "type",
+        "time_in_force",
         "instrument",
         "client_order_id",
         "created_after",

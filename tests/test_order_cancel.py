@@ -219,3 +219,38 @@ def test_cancelling_one_order_leaves_the_others_alone(api):
 
     assert_unchanged(sibling)
     assert sibling.status == Order.Status.OPEN
+
+
+# --- orders at the venue (SPEC §9) -------------------------------------------------------------
+
+
+def test_cancel_answers_202_when_the_cancel_goes_to_the_venue(api, monkeypatch):
+    # The view's mapping alone: order_cancel answers PENDING_CANCEL for an order at the
+    # venue (the venue cancel itself is tested with the gateway).
+    order = OrderFactory(
+        owner=api.user, status=Order.Status.SUBMITTED, needs_match=False, placed_quantity=100
+    )
+
+    def cancel_at_venue(*, order):
+        order.status = Order.Status.PENDING_CANCEL
+        return order
+
+    monkeypatch.setattr("orders.api.views.order_cancel", cancel_at_venue)
+
+    response = cancel(api, order)
+
+    assert response.status_code == 202, response.content
+    assert response.json()["id"] == str(order.id)
+    assert response.json()["status"] == "PENDING_CANCEL"
+
+
+@pytest.mark.parametrize(
+    "status", [Order.Status.PENDING_CANCEL, Order.Status.FILLED, Order.Status.EXPIRED, Order.Status.REJECTED]
+)
+def test_cancelling_an_order_already_being_cancelled_or_finished_at_the_venue_is_a_conflict(api, status):
+    order = OrderFactory(owner=api.user, status=status, needs_match=False, remaining_quantity=0)
+
+    response = cancel(api, order)
+
+    assert response.status_code == 409, response.content
+    assert_unchanged(order)

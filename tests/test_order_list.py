@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from orders.models import Order
+from tests.contract import REPRESENTATION_FIELDS
 from tests.factories import OrderFactory, UserFactory
 
 T0 = timezone.now().replace(microsecond=0) - timedelta(days=1)
@@ -62,17 +63,8 @@ def test_list_items_use_the_order_representation(api):
     assert item["limit_price"] == "10.00"
     assert item["quantity"] == item["remaining_quantity"] == 100
     assert item["status"] == "OPEN"
-    assert {
-        "created_at",
-        "updated_at",
-        "matched_quantity",
-        "placed_quantity",
-        "average_match_price",
-        "failure_reason",
-        "type",
-        "side",
-        "instrument",
-    } <= set(item)
+    assert REPRESENTATION_FIELDS <= set(item)
+    assert "executions" not in item  # GET /orders/{id} only
 
 
 def test_empty_list_is_an_empty_page(api):
@@ -321,6 +313,9 @@ def test_filtered_list_paginates_within_the_filter(api):
         {"status": ["OPEN", "NOPE"]},
         {"side": "long"},
         {"type": "stop"},
+        {"time_in_force": "gfd"},
+        {"time_in_force": "DAY"},
+        {"status": "PARTIALLY-FILLED"},
         {"created_after": "yesterday"},
         {"created_before": "2024-13-01T00:00:00"},
         {"created_after": "2024-01-01T25:00:00"},

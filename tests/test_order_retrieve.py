@@ -1,4 +1,4 @@
-"""GET /orders/{id}: one order with its matches (SPEC §3)."""
+"""GET /orders/{id}: one order with its matches (SPEC §3); its executions: tests/test_order_executions.py."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -76,6 +76,10 @@ def test_order_is_returned_with_its_representation(api):
     assert body["status"] == "OPEN"
     assert body["failure_reason"] == ""
     assert body["matches"] == []
+    assert body["executions"] == []
+    assert body["time_in_force"] == "day"
+    assert body["filled_quantity"] == body["cancelled_quantity"] == 0
+    assert body["average_fill_price"] is None
 
 
 @pytest.mark.parametrize("suffix", ["", "/"])
@@ -198,8 +202,8 @@ def test_retrieve_query_count_does_not_grow_with_matches(api, matched_buy, djang
         OrderMatchFactory(buy_order=buy, sell_order=sells[0], quantity=1, price=Decimal("10.00"))
     api.get(f"/orders/{buy.id}")  # warm the token cache
 
-    # The order and its matches.
-    with django_assert_max_num_queries(2):
+    # The order, its matches and its venue fills.
+    with django_assert_max_num_queries(3):
         response = api.get(f"/orders/{buy.id}")
 
     assert len(response.json()["matches"]) == 12

@@ -3,7 +3,7 @@
 import pytest
 from rest_framework.test import APIClient
 
-from tests.contract import REPRESENTATION_FIELDS
+from tests.contract import DETAIL_FIELDS, EXECUTION_FIELDS, REPRESENTATION_FIELDS
 
 
 @pytest.fixture
@@ -33,13 +33,14 @@ def test_schema_documents_the_orders_endpoints(anonymous):
     assert {"get", "post"} <= set(paths[orders])
     assert "get" in paths[detail]
     assert "post" in paths[cancel]
-    assert {"200", "403", "404", "409"} <= set(paths[cancel]["post"]["responses"])
+    assert {"200", "202", "403", "404", "409"} <= set(paths[cancel]["post"]["responses"])
 
 
 LIST_PARAMETERS = {
     "status",
     "side",
     "type",
+    "time_in_force",
     "instrument",
     "created_after",
     "created_before",
@@ -73,6 +74,37 @@ def test_schema_documents_the_order_representation(anonymous):
     properties = set(schemas["OrderOutput"]["properties"])
 
     assert REPRESENTATION_FIELDS <= properties
+
+
+def test_schema_documents_the_order_detail_with_its_executions(anonymous):
+    schemas = schema(anonymous)["components"]["schemas"]
+
+    assert DETAIL_FIELDS <= set(schemas["OrderDetailOutput"]["properties"])
+    executions = schemas["OrderDetailOutput"]["properties"]["executions"]
+    execution = schemas[executions["items"]["$ref"].rsplit("/", 1)[-1]]
+    assert set(execution["properties"]) == EXECUTION_FIELDS
+
+
+def test_schema_documents_time_in_force_and_the_new_statuses(anonymous):
+    document = schema(anonymous)
+    schemas = document["components"]["schemas"]
+
+    body = schemas["OrderCreateInput"]["properties"]["time_in_force"]
+    assert "time_in_force" not in schemas["OrderCreateInput"].get("required", [])
+    assert body["default"] == "day"
+    assert body["allOf"] == [{"$ref": "#/components/schemas/TimeInForceEnum"}]
+    assert set(schemas["TimeInForceEnum"]["enum"]) == {"day", "gtc", "ioc", "fok"}
+    statuses = set(schemas["StatusEnum"]["enum"])
+    assert {"PARTIALLY_FILLED", "FILLED", "PENDING_CANCEL", "EXPIRED", "REJECTED"} <= statuses
+
+
+def test_schema_documents_the_cancel_answers(anonymous):
+    paths = schema(anonymous)["paths"]
+    cancel = next(p for p in paths if p.rstrip("/") == "/orders/{id}/cancel")
+    responses = paths[cancel]["post"]["responses"]
+
+    assert "PENDING_CANCEL" in responses["202"]["description"]
+    assert "CANCELLED" in responses["200"]["description"]
 
 
 def test_schema_is_served_as_yaml_by_default(anonymous):

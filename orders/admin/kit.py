@@ -21,13 +21,20 @@ from orders.models import Order
 
 INSTRUMENT_FILTER_LIMIT = 100
 
+# One colour per status: blues and violets still working with us, teals at the venue,
+# greens filled, greys ended without a fill, reds refused or given up.
 STATUS_COLOURS = {
     Order.Status.OPEN: "#1d4ed8",
     Order.Status.PARTIAL: "#7c3aed",
     Order.Status.MATCHED: "#15803d",
     Order.Status.SUBMITTED: "#0f766e",
-    Order.Status.FAILED: "#b91c1c",
+    Order.Status.PARTIALLY_FILLED: "#0e7490",
+    Order.Status.FILLED: "#166534",
+    Order.Status.PENDING_CANCEL: "#a16207",
     Order.Status.CANCELLED: "#6b7280",
+    Order.Status.EXPIRED: "#57534e",
+    Order.Status.REJECTED: "#9f1239",
+    Order.Status.FAILED: "#b91c1c",
 }
 BADGE_STYLE = (
     "display:inline-block;padding:2px 7px;border-radius:10px;color:#fff;"

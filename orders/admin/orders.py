@@ -30,10 +30,12 @@ from orders.admin.kit import (
     status_badge,
     uuid_prefix,
 )
+from orders.admin.venue import VenueExecutionInline
 from orders.backoffice import order_book_for_instrument, order_book_instruments
 from orders.errors import OrderError
 from orders.isin import is_valid_isin
 from orders.models import Order, PlacementAttempt
+from orders.reports import OrdStatus
 from orders.services import order_cancel, order_reprocess
 
 # How many per-order "skipped" messages one action shows before summarising the rest.
@@ -98,8 +100,10 @@ class OrderAdmin(BackOfficeModelAdmin):
         "side",
         "type",
         "limit_price",
+        "time_in_force",
         "quantity",
         "matched_placed",
+        "filled_quantity",
         "status_badge",
         "created",
     )
@@ -108,6 +112,7 @@ class OrderAdmin(BackOfficeModelAdmin):
         "status",
         "side",
         "type",
+        "time_in_force",
         InstrumentListFilter,
         ("created_at", DateFieldListFilter),
     )
@@ -133,6 +138,7 @@ class OrderAdmin(BackOfficeModelAdmin):
                     "side",
                     "type",
                     "limit_price",
+                    "time_in_force",
                     "quantity",
                 )
             },
@@ -144,8 +150,11 @@ class OrderAdmin(BackOfficeModelAdmin):
                     "status_badge",
                     "matched_quantity",
                     "placed_quantity",
+                    "filled_quantity",
                     "remaining_quantity",
+                    "cancelled_quantity",
                     "average_match_price",
+                    "average_fill_price",
                     "needs_match",
                     "in_flight",
                     "route_at",
@@ -157,6 +166,8 @@ class OrderAdmin(BackOfficeModelAdmin):
             {
                 "fields": (
                     "exchange_placement",
+                    "venue_ord_status",
+                    "venue_cum_quantity",
                     "placement_attempts",
                     "first_attempt_at",
                     "last_attempt_at",
@@ -213,6 +224,20 @@ class OrderAdmin(BackOfficeModelAdmin):
     def average_match_price(self, obj):
         return obj.average_match_price
 
+    @admin.display(description="average fill price")
+    def average_fill_price(self, obj):
+        return obj.average_fill_price
+
+    @admin.display(description="venue status (FIX OrdStatus)")
+    def venue_ord_status(self, obj):
+        if not obj.venue_status:
+            return "no answer from the venue"
+        try:
+            name = OrdStatus(obj.venue_status).name.replace("_", " ").capitalize()
+        except ValueError:
+            return obj.venue_status
+        return f"{name} ({obj.venue_status})"
+
     @admin.display(description="accepted by the exchange")
     def exchange_placement(self, obj):
         placement = ExchangeOrder.objects.filter(order_id=obj.pk).first()
@@ -247,7 +272,7 @@ class OrderAdmin(BackOfficeModelAdmin):
         if obj is None:
             return []
         matches = BuyMatchInline if obj.side == Order.Side.BUY else SellMatchInline
-        return [matches, PlacementAttemptInline]
+        return [matches, VenueExecutionInline, PlacementAttemptInline]
 
     # -- actions ----------------------------------------------------------------------------
 

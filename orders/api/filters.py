@@ -36,6 +36,7 @@ class OrderFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=Order.Status.choices)
     side = django_filters.ChoiceFilter(choices=Order.Side.choices)
     type = django_filters.ChoiceFilter(choices=Order.Type.choices)
+    time_in_force = django_filters.ChoiceFilter(choices=Order.TimeInForce.choices)
     instrument = django_filters.CharFilter(method="filter_instrument", max_length=12)
     created_after = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
@@ -47,6 +48,7 @@ class OrderFilter(django_filters.FilterSet):
             "status",
             "side",
             "type",
+            "time_in_force",
             "instrument",
             "created_after",
             "created_before",

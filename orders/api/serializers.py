@@ -8,6 +8,7 @@ from rest_framework import serializers
 from orders.errors import LIMIT_PRICE_PROHIBITED, LIMIT_PRICE_REQUIRED
 from orders.isin import ISIN_PATTERN, isin_check_digit
 from orders.models import Order
+from orders.selectors import INTERNAL, VENUE, execution_list_for_order
 
 MAX_QUANTITY = 1_000_000_000
 
@@ -73,6 +74,9 @@ class OrderCreateInputSerializer(serializers.Serializer):
     )
     quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY)
     client_order_id = StrictCharField(max_length=64, required=False, allow_null=True)
+    time_in_force = serializers.ChoiceField(
+        choices=Order.TimeInForce.choices, required=False, default=Order.TimeInForce.DAY
+    )
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
@@ -97,6 +101,19 @@ class OrderMatchOutputSerializer(serializers.Serializer):
     matched_at = serializers.DateTimeField(read_only=True)
 
 
+class OrderExecutionOutputSerializer(serializers.Serializer):
+    """One execution (SPEC §9): an internal match (``M<match id>``) or a venue fill (its ExecID)."""
+
+    exec_id = serializers.CharField(read_only=True)
+    source = serializers.ChoiceField(
+        choices=[(INTERNAL, "Internal match"), (VENUE, "Venue fill")], read_only=True
+    )
+    quantity = serializers.IntegerField(read_only=True)
+    # Four places: venue prices (LastPx) may be finer than our two-place limit prices.
+    price = serializers.DecimalField(max_digits=14, decimal_places=4, read_only=True)
+    executed_at = serializers.DateTimeField(read_only=True)
+
+
 class OrderOutputSerializer(serializers.Serializer):
     """An order as clients see it (SPEC §3).
 
@@ -113,6 +130,7 @@ class OrderOutputSerializer(serializers.Serializer):
     side = serializers.ChoiceField(choices=Order.Side.choices, read_only=True)
     instrument = serializers.CharField(read_only=True)
     limit_price = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True, allow_null=True)
+    time_in_force = serializers.ChoiceField(choices=Order.TimeInForce.choices, read_only=True)
     quantity = serializers.IntegerField(read_only=True)
     matched_quantity = serializers.IntegerField(read_only=True)
     placed_quantity = serializers.IntegerField(read_only=True)
@@ -120,6 +138,11 @@ class OrderOutputSerializer(serializers.Serializer):
     average_match_price = serializers.DecimalField(
         max_digits=20, decimal_places=4, read_only=True, allow_null=True
     )
+    filled_quantity = serializers.IntegerField(read_only=True)
+    average_fill_price = serializers.DecimalField(
+        max_digits=20, decimal_places=4, read_only=True, allow_null=True
+    )
+    cancelled_quantity = serializers.IntegerField(read_only=True)
     status = serializers.ChoiceField(choices=Order.Status.choices, read_only=True)
     in_flight = serializers.BooleanField(read_only=True)
     failure_reason = serializers.CharField(read_only=True)
@@ -132,16 +155,31 @@ def order_representation(order: Order) -> dict:
     """One order as OrderOutputSerializer renders it, from one serializer instance.
 
     ``to_representation`` keeps no per-call state, so sharing the instance saves
-    deep-copying sixteen fields on every POST /orders.
+    deep-copying twenty fields on every POST /orders.
     """
     return _order_output.to_representation(order)
 
 
 class OrderDetailOutputSerializer(OrderOutputSerializer):
+    """GET /orders/{id}: the order, its matches and its executions (SPEC §3, §9)."""
+
     matches = serializers.SerializerMethodField()
+    executions = serializers.SerializerMethodField()
+
+    def to_representation(self, order):
+        # One read (two queries) serves both lists: the matches are the internal executions.
+        self._executions = execution_list_for_order(order=order)
+        return super().to_representation(order)
 
     @extend_schema_field(OrderMatchOutputSerializer(many=True))
     def get_matches(self, order) -> list[dict]:
-        from orders.selectors import match_list_for_order
+        matches = [
+            {"id": e.match_id, "quantity": e.quantity, "price": e.price, "matched_at": e.executed_at}
+            for e in self._executions
+            if e.source == INTERNAL
+        ]
+        return OrderMatchOutputSerializer(matches, many=True).data
 
-        return OrderMatchOutputSerializer(match_list_for_order(order=order), many=True).data
+    @extend_schema_field(OrderExecutionOutputSerializer(many=True))
+    def get_executions(self, order) -> list[dict]:
+        return OrderExecutionOutputSerializer(self._executions, many=True).data

@@ -146,7 +146,15 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @extend_schema(
         request=None,
         responses={
-            200: OrderOutputSerializer,
+            200: OpenApiResponse(
+                OrderOutputSerializer, description="Cancelled in our own book: the order, `CANCELLED`."
+            ),
+            202: OpenApiResponse(
+                OrderOutputSerializer,
+                description="Working at the venue: the cancel was sent there and the order is "
+                "`PENDING_CANCEL`. It ends `CANCELLED`, or goes back to working "
+                "(`SUBMITTED` / `PARTIALLY_FILLED`) if the venue refuses; follow it with GET /orders/{id}.",
+            ),
             403: OpenApiResponse(
                 DETAIL_BODY,
                 description="Another client's order (only staff see those), without the permission "
@@ -164,4 +172,8 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             order = order_cancel(order=order)
         except OrderNotCancellable as exc:
             raise Conflict(str(exc)) from exc
-        return Response(order_representation(order))
+        accepted = order.status == Order.Status.PENDING_CANCEL
+        return Response(
+            order_representation(order),
+            status=status.HTTP_202_ACCEPTED if accepted else status.HTTP_200_OK,
+        )
