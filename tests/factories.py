@@ -107,7 +107,7 @@ def backoffice_group(name: str):
     if group is None:
         importlib.import_module("orders.migrations.0003_backoffice_groups").backoffice_groups_sync(apps)
         importlib.import_module(
-            "orders.migrations.0007_backoffice_venue_permissions"
+            "orders.migrations.0008_backoffice_venue_permissions"
         ).backoffice_venue_permissions_sync(apps)
         group = Group.objects.get(name=name)
     return group

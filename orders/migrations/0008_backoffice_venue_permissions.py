@@ -46,7 +46,7 @@ def revoke(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("orders", "0006_venue_executions"),
+        ("orders", "0007_venue_report_cursor"),
     ]
 
     operations = [
