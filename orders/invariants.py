@@ -135,7 +135,10 @@ def _ledger(limit):
     out = []
     placed = {
         pk: qty
-        for pk, qty in Order.objects.filter(placed_quantity__gt=0).values_list("pk", "placed_quantity")
+        # The in-process exchange's ledger; orders the venue reported on are checked in _venue_journal.
+        for pk, qty in Order.objects.filter(placed_quantity__gt=0, venue_status="").values_list(
+            "pk", "placed_quantity"
+        )
     }
     ledger = dict(ExchangeOrder.objects.values_list("order_id", "quantity"))
     for pk, qty in placed.items():

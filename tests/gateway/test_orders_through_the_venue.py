@@ -59,7 +59,8 @@ def _settle(ids, timeout=90):
 
 def _assert_books_agree_with_the_venue(venue):
     with override_settings(VENUE_DB=str(venue.db)):
-        assert invariant_violations() == []
+        violations = invariant_violations()
+    assert violations == [], "\n".join(violations)
 
 
 def test_orders_are_filled_at_the_venue_and_our_fills_equal_its_journal(api, processes, cluster_factory):
