@@ -485,6 +485,8 @@ def main():
         "LOG_LEVEL": "WARNING",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "EXCHANGE_OUTAGE_FILE": str(outage_file),
+        # The in-process exchange of SPEC §6 (issue 8's numbers); the venue runs are their own.
+        "EXCHANGE_TRANSPORT": os.environ.get("EXCHANGE_TRANSPORT", "inprocess"),
         # Recover within seconds rather than the production 30 s (the run is bounded).
         "PIPELINE_STALL_TIMEOUT": os.environ.get("PIPELINE_STALL_TIMEOUT", "5"),
     }

@@ -23,6 +23,17 @@ class OrderQuerySet(models.QuerySet):
         """The internal book (SPEC §5): working, quantity left, matched already, no call in flight."""
         return self.working().filter(needs_match=False, in_flight=False, remaining_quantity__gt=0)
 
+    def at_venue(self):
+        """Working at the venue (SPEC §9): accepted there, not final, no call of ours in flight."""
+        return self.filter(status__in=Order.AT_VENUE_STATUSES).exclude(venue_status="")
+
+    def unsettled(self):
+        """Not final yet: working in our pipeline or at the venue."""
+        return self.filter(
+            models.Q(status__in=Order.WORKING_STATUSES)
+            | models.Q(status__in=Order.AT_VENUE_STATUSES) & ~models.Q(venue_status="")
+        )
+
     def in_flight(self):
         """Possibly at the exchange: a call is under way or its outcome is not known yet (SPEC §6)."""
         return self.working().filter(in_flight=True)

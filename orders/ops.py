@@ -101,18 +101,18 @@ def _redis_broker():
 
 
 def unsettled_orders() -> UnsettledOrders:
-    """Working (OPEN/PARTIAL) orders: how many of each, and the oldest one's creation time.
+    """Unsettled orders (here or at the venue): how many per status, and the oldest one's creation time.
 
-    A range scan of the ``(status, updated_at)`` index over the working statuses:
+    A range scan of the ``(status, updated_at)`` index over the unsettled statuses:
     its cost follows the orders still working, not the table.
     """
     rows = (
-        Order.objects.working()
+        Order.objects.unsettled()
         .values("status")
         .annotate(count=Count("pk"), oldest=Min("created_at"))
         .order_by()
     )
-    by_status = dict.fromkeys(Order.WORKING_STATUSES, 0)
+    by_status = dict.fromkeys(Order.WORKING_STATUSES + Order.AT_VENUE_STATUSES, 0)
     oldest = None
     for row in rows:
         by_status[row["status"]] = row["count"]

@@ -216,7 +216,7 @@ EXCHANGE_CONCURRENCY = env_int("EXCHANGE_CONCURRENCY", 64)
 # How placement reaches the exchange: "venue" (NewOrderSingle through the outbox,
 # run_gateway and the FIX venue; SPEC §9) or "inprocess" (the simulated gateway's
 # place_order called by the dispatcher's threads; SPEC §6).
-EXCHANGE_TRANSPORT = env_str("EXCHANGE_TRANSPORT", "inprocess")
+EXCHANGE_TRANSPORT = env_str("EXCHANGE_TRANSPORT", "venue")
 if EXCHANGE_TRANSPORT not in ("venue", "inprocess"):
     raise ImproperlyConfigured(f"EXCHANGE_TRANSPORT must be venue or inprocess, not {EXCHANGE_TRANSPORT!r}")
 # The simulated exchange refuses an order arriving longer than this after it was sent, so

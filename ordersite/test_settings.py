@@ -27,6 +27,9 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.mysql":
     DATABASES = {"default": {"ENGINE": "django.db.backends.dummy"}}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# The dispatcher calls the in-process exchange of SPEC §6 in this process's tests; the
+# venue transport is tested with real venue and gateway processes (tests/gateway/).
+EXCHANGE_TRANSPORT = "inprocess"
 EXCHANGE_LATENCY = 0.0
 EXCHANGE_FAILURE_RATE = 0.0
 MATCHING_WINDOW = 0.0

@@ -110,6 +110,7 @@ class Cluster:
             # Production settings (not the test overrides), configured by environment.
             "DJANGO_SETTINGS_MODULE": "ordersite.settings",
             "DATABASE_URL": database_url(),
+            "EXCHANGE_TRANSPORT": "inprocess",
             "Q_WORKERS": "2",
             "EXCHANGE_LATENCY": "0.05",
             "MATCHING_WINDOW": "0.05",
