@@ -141,6 +141,7 @@ class OutboxMessage(models.Model):
         indexes = [
             models.Index(fields=["sent_seq", "id"], name="fix_outbox_unsent"),
             models.Index(fields=["cl_ord_id"], name="fix_outbox_cl_ord_id"),
+            models.Index(fields=["orig_cl_ord_id"], name="fix_outbox_orig_cl_ord_id"),
             models.Index(fields=["settled_at", "kind"], name="fix_outbox_unsettled"),
         ]
         verbose_name = "FIX outbox message"

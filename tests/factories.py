@@ -69,7 +69,7 @@ class OrderMatchFactory(factory.django.DjangoModelFactory):
 
 
 def backoffice_group(name: str):
-    """The back-office group ``name`` as migration orders/0003 creates it.
+    """The back-office group ``name`` as migrations orders/0003 and 0006 create it.
 
     Transactional tests flush the database, groups included; this puts them back.
     """
@@ -81,6 +81,7 @@ def backoffice_group(name: str):
     group = Group.objects.filter(name=name).first()
     if group is None:
         importlib.import_module("orders.migrations.0003_backoffice_groups").backoffice_groups_sync(apps)
+        importlib.import_module("orders.migrations.0006_backoffice_fix_gateway").grant_views(apps)
         group = Group.objects.get(name=name)
     return group
 

@@ -513,6 +513,9 @@ def test_migration_creates_the_back_office_groups():
         "matching.view_ordermatch",
         "matching.view_instrument",
         "exchange.view_exchangeorder",
+        "exchange.view_executionreportrecord",
+        "exchange.view_outboxmessage",
+        "exchange.view_fixsession",
     }
     assert codenames(clerk) < codenames(admin)
     assert {"auth.view_user", "auth.add_user", "auth.change_user"} <= codenames(admin)
