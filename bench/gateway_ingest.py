@@ -61,7 +61,7 @@ def main() -> None:
             "EXCHANGE_LATENCY": "0.01",
             "EXCHANGE_FAILURE_RATE": "0",
             "VENUE_CLIENT_COMP_ID": client,
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
         }
         venue = subprocess.Popen(
             [sys.executable, "manage.py", "run_venue", "--port", str(port), "--db", f"{tmp}/venue.sqlite3"]

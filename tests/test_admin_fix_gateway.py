@@ -5,7 +5,7 @@ import uuid
 import pytest
 from django.urls import reverse
 
-from exchange.models import ExecutionReportRecord, OutboxMessage
+from exchange.models import ExecutionReportRecord, FixSession, OutboxMessage
 from exchange.services import outbox_cancel, outbox_new_order
 from tests.factories import ClerkFactory
 
@@ -24,7 +24,9 @@ def clerk_client(client):
 def _report(order_id: str, exec_id: str, **values) -> ExecutionReportRecord:
     from django.utils import timezone
 
+    session, _ = FixSession.objects.get_or_create(name="BROKER-VENUE")
     return ExecutionReportRecord.objects.create(
+        session=session,
         session_seq=1,
         msg_type="8",
         dedupe_key=exec_id,
