@@ -41,7 +41,6 @@ def main() -> None:
     if not os.environ.get("DATABASE_URL", "").startswith("mysql"):
         raise SystemExit("set DATABASE_URL=mysql://… (the gateway's store is MySQL/MariaDB)")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ordersite.settings")
-    os.environ.setdefault("DJANGO_SECRET_KEY", "bench")
     django.setup()
     from django.core.management import call_command
     from django.db.models import Max
