@@ -41,7 +41,6 @@ def main() -> None:
     if not os.environ.get("DATABASE_URL", "").startswith("mysql"):
         raise SystemExit("set DATABASE_URL=mysql://… (the gateway's store is MySQL/MariaDB)")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ordersite.settings")
-    os.environ.setdefault("DJANGO_SECRET_KEY", "bench")
     django.setup()
     from django.core.management import call_command
     from django.db.models import Max
@@ -61,7 +60,7 @@ def main() -> None:
             "EXCHANGE_LATENCY": "0.01",
             "EXCHANGE_FAILURE_RATE": "0",
             "VENUE_CLIENT_COMP_ID": client,
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
         }
         venue = subprocess.Popen(
             [sys.executable, "manage.py", "run_venue", "--port", str(port), "--db", f"{tmp}/venue.sqlite3"]

@@ -68,17 +68,18 @@ class ExecutionReportRecord(models.Model):
     """An inbound application message (35=8, 35=9, 35=j, …), stored raw and parsed.
 
     Written in the transaction that advances the session's next inbound sequence
-    number. ``dedupe_key`` is unique: the ExecID for an ExecutionReport, ``9:<ClOrdID>``
+    number. ``dedupe_key`` is unique per session: the ExecID for an ExecutionReport, ``9:<ClOrdID>``
     for an OrderCancelReject (one answer per cancel request), ``<MsgType>:<RefSeqNum or
     MsgSeqNum>:<original SendingTime>`` otherwise. ``order_cl_ord_id`` is the order the
     message is about (OrigClOrdID on cancel flows, else ClOrdID). ``id`` order is
     commit order (one writer): read with ``report_batch_after``.
     """
 
+    session = models.ForeignKey(FixSession, on_delete=models.PROTECT, related_name="reports")
     session_seq = models.PositiveBigIntegerField()
     poss_dup = models.BooleanField(default=False)
     msg_type = models.CharField(max_length=4)
-    dedupe_key = models.CharField(max_length=96, unique=True)
+    dedupe_key = models.CharField(max_length=96)
     order_cl_ord_id = models.CharField(max_length=64, blank=True)
     cl_ord_id = models.CharField(max_length=64, blank=True)
     orig_cl_ord_id = models.CharField(max_length=64, blank=True)
@@ -99,6 +100,7 @@ class ExecutionReportRecord(models.Model):
     received_at = models.DateTimeField()
 
     class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "dedupe_key"], name="fix_report_dedupe")]
         indexes = [models.Index(fields=["order_cl_ord_id", "id"], name="fix_report_order")]
         verbose_name = "FIX execution report"
 
@@ -141,6 +143,7 @@ class OutboxMessage(models.Model):
         indexes = [
             models.Index(fields=["sent_seq", "id"], name="fix_outbox_unsent"),
             models.Index(fields=["cl_ord_id"], name="fix_outbox_cl_ord_id"),
+            models.Index(fields=["orig_cl_ord_id"], name="fix_outbox_orig_cl_ord_id"),
             models.Index(fields=["settled_at", "kind"], name="fix_outbox_unsettled"),
         ]
         verbose_name = "FIX outbox message"

@@ -94,7 +94,7 @@ class ExecutionFactory(factory.django.DjangoModelFactory):
 
 
 def backoffice_group(name: str):
-    """The back-office group ``name`` as migrations orders/0003 and 0007 make it.
+    """The back-office group ``name`` as migrations orders/0003, 0008 and 0009 make it.
 
     Transactional tests flush the database, groups included; this puts them back.
     """
@@ -109,6 +109,7 @@ def backoffice_group(name: str):
         importlib.import_module(
             "orders.migrations.0008_backoffice_venue_permissions"
         ).backoffice_venue_permissions_sync(apps)
+        importlib.import_module("orders.migrations.0009_backoffice_fix_gateway").grant_views(apps)
         group = Group.objects.get(name=name)
     return group
 

@@ -619,6 +619,9 @@ def test_migration_creates_the_back_office_groups():
         "exchange.view_exchangeorder",
         "orders.view_execution",
         "orders.view_cancelrequest",
+        "exchange.view_executionreportrecord",
+        "exchange.view_outboxmessage",
+        "exchange.view_fixsession",
     }
     assert codenames(clerk) < codenames(admin)
     assert {"auth.view_user", "auth.add_user", "auth.change_user"} <= codenames(admin)

@@ -168,14 +168,14 @@ class DjangoSessionStore:
         for record in self._inbound:
             unique.setdefault(record["dedupe_key"], record)
         existing = set(
-            ExecutionReportRecord.objects.filter(dedupe_key__in=list(unique)).values_list(
+            ExecutionReportRecord.objects.filter(session=self.row, dedupe_key__in=list(unique)).values_list(
                 "dedupe_key", flat=True
             )
         )
         fresh = [record for key, record in unique.items() if key not in existing]
         result.duplicates = len(self._inbound) - len(fresh)
         now = result.committed_at
-        _insert_records(fresh, now)
+        _insert_records(fresh, self.row.pk, now)
         result.stored = fresh
         final = {record["order_cl_ord_id"] for record in fresh if is_final_report(record)}
         final.discard("")
@@ -222,7 +222,7 @@ RECORD_COLUMNS = (
 )
 
 
-def _insert_records(records: list[dict], received_at: datetime) -> None:
+def _insert_records(records: list[dict], session_id: int, received_at: datetime) -> None:
     """One multi-row INSERT per ``INSERT_BATCH`` records.
 
     Raw SQL, not ``bulk_create``: compiling a model instance per row costs ~0.45 ms, a
@@ -232,8 +232,8 @@ def _insert_records(records: list[dict], received_at: datetime) -> None:
         return
     ops = connection.ops
     table = ops.quote_name(ExecutionReportRecord._meta.db_table)
-    columns = ", ".join(ops.quote_name(name) for name in (*RECORD_COLUMNS, "received_at"))
-    placeholders = ", ".join(["%s"] * (len(RECORD_COLUMNS) + 1))
+    columns = ", ".join(ops.quote_name(name) for name in (*RECORD_COLUMNS, "received_at", "session_id"))
+    placeholders = ", ".join(["%s"] * (len(RECORD_COLUMNS) + 2))
     sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"
     adapt_datetime = ops.adapt_datetimefield_value
     received = adapt_datetime(received_at)
@@ -241,7 +241,7 @@ def _insert_records(records: list[dict], received_at: datetime) -> None:
     for record in records:
         row = [record[name] for name in RECORD_COLUMNS]
         row[16] = adapt_datetime(row[16])  # transact_time
-        row.append(received)
+        row += [received, session_id]
         rows.append(row)
     with connection.cursor() as cursor:
         for start in range(0, len(rows), INSERT_BATCH):
