@@ -208,10 +208,12 @@ class PlacementAttempt(models.Model):
 class Execution(models.Model):
     """One fill of an order at the venue, from its ExecutionReport (SPEC §9); unique by ExecID.
 
+    The venue's ExecIDs are unique within its journal; a new journal may use them again,
+    but never for one of our orders it already reported on, so they are unique per order.
     Internal matches are ``matching.OrderMatch`` rows; an order's executions are both.
     """
 
-    exec_id = models.CharField(max_length=64, unique=True)
+    exec_id = models.CharField(max_length=64)
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="venue_executions")
     quantity = models.PositiveIntegerField()
     price = models.DecimalField(max_digits=14, decimal_places=4)
@@ -221,7 +223,11 @@ class Execution(models.Model):
 
     class Meta:
         ordering = ["order", "cum_quantity"]
-        indexes = [models.Index(fields=["order", "cum_quantity"], name="execution_order")]
+        constraints = [models.UniqueConstraint(fields=["order", "exec_id"], name="execution_order_exec_id")]
+        indexes = [
+            models.Index(fields=["order", "cum_quantity"], name="execution_order"),
+            models.Index(fields=["exec_id"], name="execution_exec_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.exec_id}: {self.quantity} @ {self.price}"

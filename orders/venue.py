@@ -46,12 +46,17 @@ _states: dict[str, reports.VenueOrder] = {}
 
 
 def venue_send(claims) -> None:
-    """Outbox rows for claimed attempts, in the claim's transaction: new orders and status questions."""
+    """Outbox rows for claimed attempts, in the claim's transaction: new orders and status questions.
+
+    A status question already waiting in the outbox (the gateway is away) is not asked twice.
+    """
+    asked = _status_requests_waiting([str(c.order.pk) for c in claims if c.status_check])
     rows = []
     for claim in claims:
         order = claim.order
         if claim.status_check:
-            rows.append(OutboxMessage(kind=OutboxMessage.Kind.STATUS_REQUEST, cl_ord_id=str(order.pk)))
+            if str(order.pk) not in asked:
+                rows.append(OutboxMessage(kind=OutboxMessage.Kind.STATUS_REQUEST, cl_ord_id=str(order.pk)))
             continue
         rows.append(
             OutboxMessage(
@@ -67,6 +72,16 @@ def venue_send(claims) -> None:
             )
         )
     OutboxMessage.objects.bulk_create(rows)
+
+
+def _status_requests_waiting(cl_ord_ids: list[str]) -> set[str]:
+    if not cl_ord_ids:
+        return set()
+    return set(
+        OutboxMessage.objects.filter(
+            kind=OutboxMessage.Kind.STATUS_REQUEST, cl_ord_id__in=cl_ord_ids, sent_seq__isnull=True
+        ).values_list("cl_ord_id", flat=True)
+    )
 
 
 def venue_cancel(order: Order, now: datetime) -> bool:

@@ -619,6 +619,7 @@ def test_migration_creates_the_back_office_groups():
         "exchange.view_exchangeorder",
         "orders.view_execution",
         "orders.view_cancelrequest",
+        "orders.view_quarantinedreport",
         "exchange.view_executionreportrecord",
         "exchange.view_outboxmessage",
         "exchange.view_fixsession",

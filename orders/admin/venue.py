@@ -5,11 +5,12 @@ Both are written only by the FIX gateway; clerks look them up by the venue's id
 """
 
 from django.contrib import admin
+from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html
 
 from orders.admin.kit import BackOfficeModelAdmin, ReadOnlyInline, order_link, parse_uuid
-from orders.models import CancelRequest, Execution
+from orders.models import CancelRequest, Execution, QuarantinedReport
 
 
 class VenueExecutionInline(ReadOnlyInline):
@@ -83,3 +84,28 @@ class CancelRequestAdmin(BackOfficeModelAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         return _search_by_venue_id_or_order(queryset, search_term, "cl_ord_id")
+
+
+@admin.register(QuarantinedReport)
+class QuarantinedReportAdmin(BackOfficeModelAdmin):
+    """Venue reports that were not applied: an unknown order, or a contradiction. Each one is an alert."""
+
+    list_display = ("report_link", "cl_ord_id", "exec_id", "reason", "created_at")
+    list_display_links = ("report_link",)
+    ordering = ("-id",)
+    sortable_by = ()
+    search_fields = ("cl_ord_id",)  # the real search is get_search_results
+    search_help_text = "ClOrdID (our order id), or ExecID."
+    fields = ("report_link", "cl_ord_id", "exec_id", "reason", "created_at")
+    readonly_fields = fields
+
+    @admin.display(description="stored report")
+    def report_link(self, obj):
+        url = reverse("admin:exchange_executionreportrecord_change", args=[obj.report_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.report_id)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(Q(cl_ord_id=term) | Q(exec_id=term)), False

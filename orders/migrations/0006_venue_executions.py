@@ -114,7 +114,7 @@ class Migration(migrations.Migration):
                         auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
                     ),
                 ),
-                ("exec_id", models.CharField(max_length=64, unique=True)),
+                ("exec_id", models.CharField(max_length=64)),
                 ("quantity", models.PositiveIntegerField()),
                 ("price", models.DecimalField(decimal_places=4, max_digits=14)),
                 ("cum_quantity", models.PositiveIntegerField()),
@@ -131,7 +131,13 @@ class Migration(migrations.Migration):
             ],
             options={
                 "ordering": ["order", "cum_quantity"],
-                "indexes": [models.Index(fields=["order", "cum_quantity"], name="execution_order")],
+                "indexes": [
+                    models.Index(fields=["order", "cum_quantity"], name="execution_order"),
+                    models.Index(fields=["exec_id"], name="execution_exec_id"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("order", "exec_id"), name="execution_order_exec_id")
+                ],
             },
         ),
         migrations.RunPython(fill_from_matches, migrations.RunPython.noop),

@@ -1,8 +1,8 @@
-"""Back-office groups may view venue executions and cancel requests (SPEC §7, §9).
+"""Back-office groups may view venue executions, cancel requests and quarantined reports (SPEC §7, §9).
 
-Both groups of migration 0003 gain the view permissions of the two models 0006
-added, which the order page's venue-executions inline and their read-only admins
-need. Running the forward step again is harmless.
+Both groups of migration 0003 gain the view permissions of the models 0006 and
+0007 added, which the order page's venue-executions inline and their read-only
+admins need. Running the forward step again is harmless.
 """
 
 import importlib
@@ -12,6 +12,7 @@ from django.db import migrations
 VENUE_PERMISSIONS = [
     ("orders", "view_execution"),
     ("orders", "view_cancelrequest"),
+    ("orders", "view_quarantinedreport"),
 ]
 GROUPS = ("Back office clerk", "Back office admin")
 
