@@ -3,6 +3,7 @@
 import logging
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -98,12 +99,17 @@ def order_reprocess(*, order: Order, exchange=None) -> Order:
     exchange holds. Not held: it re-enters the pipeline as if it had just arrived —
     matched and placed quantities stay, the rest works again, the placement
     deadline restarts. No answer: nothing changes and ``ExchangeStatusUnknown`` says so.
+
+    With the venue the question is an OrderStatusRequest and its answer a report:
+    the order waits in flight for it (``_order_reprocess_via_venue``).
     """
     from orders.tasks import enqueue_order_processing
 
     if Order.objects.filter(pk=order.pk).values_list("status", flat=True).first() != Order.Status.FAILED:
         order.refresh_from_db()
         raise OrderNotReprocessable(order)
+    if settings.EXCHANGE_TRANSPORT == "venue" and exchange is None:
+        return _order_reprocess_via_venue(order)
     try:
         status = (exchange or get_exchange()).order_status(order.pk)
     except ExchangeError as exc:
@@ -123,4 +129,21 @@ def order_reprocess(*, order: Order, exchange=None) -> Order:
             return order
         transitions.order_reprocess(order)
         enqueue_order_processing(order.pk, order.instrument)
+    return order
+
+
+def _order_reprocess_via_venue(order: Order) -> Order:
+    """Reprocess through the venue: in flight until it says whether it holds the order.
+
+    "Unknown order" puts the order back in the book as a new arrival (orders/venue.py);
+    a report that it holds it makes it what the venue says.
+    """
+    from orders.venue import venue_ask_status
+
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if order.status != Order.Status.FAILED:
+            raise OrderNotReprocessable(order)
+        transitions.order_reprocess(order, awaiting_venue=True)
+        venue_ask_status(order)
     return order

@@ -264,18 +264,19 @@ def order_cancel_in_book(order_id, now: datetime) -> int:
     )
 
 
-def order_reprocess(order: Order) -> None:
+def order_reprocess(order: Order, *, awaiting_venue: bool = False) -> None:
     """A FAILED order (row locked) the exchange does not hold goes back to work as a new arrival.
 
     Matched and placed quantities stay; the rest works again and the placement
-    deadline restarts.
+    deadline restarts. ``awaiting_venue``: the venue has yet to say it does not hold
+    the order, so it waits in flight (out of the book) for that answer.
     """
     order.remaining_quantity = order.quantity - order.matched_quantity - order.placed_quantity
     order.cancelled_quantity = 0
     order.status = S.PARTIAL if order.matched_quantity else S.OPEN
     order.failure_reason = ""
-    order.needs_match = True
-    order.in_flight = False
+    order.needs_match = not awaiting_venue
+    order.in_flight = awaiting_venue
     order.route_at = None
     order.first_attempt_at = None
     order_save(order, REPROCESS_FIELDS)

@@ -74,6 +74,12 @@ def venue_send(claims) -> None:
     OutboxMessage.objects.bulk_create(rows)
 
 
+def venue_ask_status(order: Order) -> None:
+    """An OrderStatusRequest for ``order`` (in the caller's transaction), unless one is waiting already."""
+    if not _status_requests_waiting([str(order.pk)]):
+        OutboxMessage.objects.create(kind=OutboxMessage.Kind.STATUS_REQUEST, cl_ord_id=str(order.pk))
+
+
 def _status_requests_waiting(cl_ord_ids: list[str]) -> set[str]:
     if not cl_ord_ids:
         return set()

@@ -268,3 +268,43 @@ def test_cancel_refused_by_the_venue_puts_the_order_back_to_working():
 
     assert order.status == S.PARTIALLY_FILLED
     assert CancelRequest.objects.get().rejected_at is not None
+
+
+def test_reprocess_asks_the_venue_first_and_an_unknown_order_goes_back_to_work():
+    from orders.services import order_reprocess
+    from tests.factories import FailedOrderFactory
+
+    order = FailedOrderFactory(quantity=100)
+    OrmQ.objects.all().delete()
+
+    order = order_reprocess(order=order)
+
+    assert (order.status, order.in_flight, order.needs_match, order.remaining_quantity) == (
+        S.OPEN,
+        True,
+        False,
+        100,
+    )
+    assert OutboxMessage.objects.get().kind == "status_request"
+    _report(order, "I", "8", leaves=0, ord_rej_reason="5", text="Unknown order")
+    order = _apply(order)
+    assert (order.status, order.in_flight, order.needs_match) == (S.OPEN, False, True)
+    assert OrmQ.objects.count() == 1  # its matching pass
+
+
+def test_reprocess_of_an_order_the_venue_holds_follows_the_venue():
+    from orders.services import order_reprocess
+    from tests.factories import FailedOrderFactory
+
+    order = order_reprocess(order=FailedOrderFactory(quantity=100))
+    _report(order, "I", "1", cum=40, leaves=60)
+    _report(order, "F", "1", cum=40, last=40, px=Decimal("10.00"))
+
+    order = _apply(order)
+
+    assert (order.status, order.filled_quantity, order.placed_quantity, order.in_flight) == (
+        S.PARTIALLY_FILLED,
+        40,
+        100,
+        False,
+    )
