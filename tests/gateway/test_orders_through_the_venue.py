@@ -129,3 +129,20 @@ def test_cancel_at_the_venue_ends_cancelled_with_the_fills_it_had(api, processes
     order = Order.objects.get(pk=order_id)
     assert (order.status, order.cancelled_quantity, order.remaining_quantity) == (S.CANCELLED, 10, 0)
     _assert_books_agree_with_the_venue(venue)
+
+
+def test_killed_worker_cluster_and_session_faults_lose_nothing(api, processes, cluster_factory):
+    venue, gateway = processes({**VENUE, "VENUE_FAULTS": "dup=0.05,gap=0.02,disconnect=0.01"})
+    venue.start()
+    gateway.start()
+    cluster = cluster_factory(**CLUSTER)
+    cluster.start()
+
+    ids = _post(api, 30, seed=4, tifs=("gtc", "ioc"))
+    time.sleep(0.5)
+    cluster.kill()  # SIGKILL: tasks, timers and claims in memory die with it
+    ids += _post(api, 10, seed=5, tifs=("gtc",))
+    cluster_factory(**CLUSTER).start()
+    _settle(ids)
+
+    _assert_books_agree_with_the_venue(venue)
