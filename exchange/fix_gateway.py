@@ -272,9 +272,10 @@ class Gateway:
                 msg_type, body = outbox_fix_message(row)
             except ValueError as error:
                 logger.error("FIX gateway: outbox row %s not sent: %s", row.id, error)
-                self.store.mark_sent(row.id, 0, str(error))
+                self.store.mark_sent(row.id, 0, str(error), settled=True)
                 continue
-            self.store.mark_sent(row.id, self.session.send(msg_type, body))
+            seq = self.session.send(msg_type, body)
+            self.store.mark_sent(row.id, seq, settled=row.kind != OutboxMessage.Kind.NEW_ORDER)
             sent[row.kind] += 1
         self.session.flush()
         for kind, count in sent.items():
