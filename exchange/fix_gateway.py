@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -147,6 +147,7 @@ class Gateway:
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._loop_exception)
         self.session = Session(
             sender_comp_id=self.config.sender_comp_id,
             target_comp_id=self.config.target_comp_id,
@@ -223,6 +224,12 @@ class Gateway:
         except Exception:
             logger.exception("FIX gateway: database still unreachable")
             self.store_failed = True
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        # A scheduled flush whose commit failed was already logged and handled by _on_store_failure.
+        if self.store_failed and isinstance(context.get("exception"), DatabaseError):
+            return
+        loop.default_exception_handler(context)
 
     def _on_store_failure(self, error: Exception) -> None:
         """A commit failed: nothing more leaves on this connection; it is dropped and the store reloaded."""
