@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -155,6 +155,7 @@ class Gateway:
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._loop_exception)
         self.session = Session(
             sender_comp_id=self.config.sender_comp_id,
             target_comp_id=self.config.target_comp_id,
@@ -252,6 +253,12 @@ class Gateway:
             logger.exception("FIX gateway: database still unreachable")
             self.store_failed = True
 
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        # A scheduled flush whose commit failed was already logged and handled by _on_store_failure.
+        if self.store_failed and isinstance(context.get("exception"), DatabaseError):
+            return
+        loop.default_exception_handler(context)
+
     def _on_store_failure(self, error: Exception) -> None:
         """A commit failed: nothing more leaves on this connection; it is dropped and the store reloaded."""
         logger.error(
@@ -300,9 +307,10 @@ class Gateway:
                 msg_type, body = outbox_fix_message(row)
             except ValueError as error:
                 logger.error("FIX gateway: outbox row %s not sent: %s", row.id, error)
-                self.store.mark_sent(row.id, 0, str(error))
+                self.store.mark_sent(row.id, 0, str(error), settled=True)
                 continue
-            self.store.mark_sent(row.id, self.session.send(msg_type, body))
+            seq = self.session.send(msg_type, body)
+            self.store.mark_sent(row.id, seq, settled=row.kind != OutboxMessage.Kind.NEW_ORDER)
             sent[row.kind] += 1
         self.session.flush()
         for kind, count in sent.items():

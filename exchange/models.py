@@ -113,9 +113,10 @@ class OutboxMessage(models.Model):
 
     Unsent while ``sent_seq`` is null; the gateway sets ``sent_seq``/``sent_at`` in the
     transaction that stores the outbound FIX message, before its bytes leave. A row
-    the gateway cannot encode gets ``sent_seq = 0`` and ``error``. ``settled_at``: a
-    report with a final OrdStatus for this ClOrdID arrived after this row was sent
-    (new orders only), so reconcile no longer asks about it.
+    the gateway cannot encode gets ``sent_seq = 0`` and ``error``. ``settled_at``: for
+    a new order, when a report with a final OrdStatus for its ClOrdID was stored after
+    the row was sent (reconcile no longer asks about it); for anything else, when it
+    was sent (nothing to reconcile), so unsettled rows stay few.
     """
 
     class Kind(models.TextChoices):

@@ -154,9 +154,13 @@ class DjangoSessionStore:
         self._inbound.append(record)
         self._dirty = True
 
-    def mark_sent(self, outbox_id: int, seq: int, error: str = "") -> None:
-        """At the next commit, outbox row ``outbox_id`` went out as ``seq`` (0: never, because ``error``)."""
-        self._sent.append((outbox_id, seq, error[:255]))
+    def mark_sent(self, outbox_id: int, seq: int, error: str = "", *, settled: bool = False) -> None:
+        """At the next commit, outbox row ``outbox_id`` went out as ``seq`` (0: never, because ``error``).
+
+        ``settled``: nothing more is awaited for the row (not a new order), so it leaves
+        the unsettled index that reconcile scans.
+        """
+        self._sent.append((outbox_id, seq, error[:255], settled))
         self._dirty = True
 
     @property
@@ -190,11 +194,19 @@ class DjangoSessionStore:
     def _store_sent(self, result: CommitResult) -> None:
         now = result.committed_at
         rows = [
-            OutboxMessage(id=outbox_id, sent_seq=seq, sent_at=now if seq else None, error=error)
-            for outbox_id, seq, error in self._sent
+            OutboxMessage(
+                id=outbox_id,
+                sent_seq=seq,
+                sent_at=now if seq else None,
+                settled_at=now if settled else None,
+                error=error,
+            )
+            for outbox_id, seq, error, settled in self._sent
         ]
-        OutboxMessage.objects.bulk_update(rows, ["sent_seq", "sent_at", "error"], batch_size=INSERT_BATCH)
-        result.sent = sum(1 for _, seq, _ in self._sent if seq)
+        OutboxMessage.objects.bulk_update(
+            rows, ["sent_seq", "sent_at", "settled_at", "error"], batch_size=INSERT_BATCH
+        )
+        result.sent = sum(1 for _, seq, _, _ in self._sent if seq)
 
 
 RECORD_COLUMNS = (

@@ -36,13 +36,10 @@ class GatewayProcess:
     def __init__(self, tmp_path: Path, venue: VenueProcess, **env: str) -> None:
         self.venue = venue
         self.log = tmp_path / "gateway.log"
+        # The venue's settings (CompIDs, directories) plus ours: the two always agree.
         self.env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "ordersite.settings",
+            **venue.env,
             "DATABASE_URL": database_url(),
-            "DJANGO_SECRET_KEY": "gateway-tests",
-            "VAR_DIR": str(tmp_path / "var"),
-            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
             "GATEWAY_HEARTBEAT_INTERVAL": "5",
             "GATEWAY_RECONNECT_BASE": "0.1",
             "GATEWAY_RECONNECT_CAP": "0.5",

@@ -33,9 +33,10 @@ def test_logon_sends_status_requests_for_orders_not_final_and_for_the_hook(proce
     )
     assert ExecutionReportRecord.objects.get(order_cl_ord_id=rejected).ord_status == "8"
     assert sorted(unsettled_cl_ord_ids()) == sorted(working)
+    assert not OutboxMessage.objects.filter(kind="status_request", settled_at__isnull=True).exists()
     assert _status_requests() == {extra}  # the first logon: the hook's only
 
-    gateway.stop()
+    assert gateway.stop() == 0  # SIGTERM: a clean Logout
     assert not logged_on()
     gateway.start()
     wait_until(lambda: _status_requests() == {extra, *working}, message="status requests on logon")
@@ -47,3 +48,4 @@ def test_logon_sends_status_requests_for_orders_not_final_and_for_the_hook(proce
     # The working orders are held (New); the hook's order is not (Rejected, unknown order).
     assert answers == {**{c: "0" for c in working}, extra: "8"}
     assert sorted(unsettled_cl_ord_ids()) == sorted(working)
+    assert not OutboxMessage.objects.filter(kind="status_request", settled_at__isnull=True).exists()
