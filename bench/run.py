@@ -1,7 +1,8 @@
-"""`make bench`: POST /orders against its bare-DRF yardstick, then orders settled end to end.
+"""`make bench`: POST /orders against its bare-DRF yardstick, orders settled end to end, the venue.
 
 Runs real processes on loopback only: gunicorn (bench settings), the django-q2
-cluster and wrk. Every phase is bounded in time. Prints the figures of issues 2 and 3.
+cluster and wrk; then ``run_venue`` and ``run_gateway`` (bench/venue_runs.py). Every
+phase is bounded in time. Prints the figures of issues 2, 3, 8 and 9.
 """
 
 import json
@@ -14,6 +15,7 @@ import tempfile
 import time
 import urllib.request
 
+from bench import venue_runs
 from bench.common import GUNICORN, PY, ROOT, ProcessGroup, api_token, check_invariants, manage, query
 
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
@@ -27,6 +29,7 @@ Q_WORKERS = os.environ.get("Q_WORKERS", "1")
 E2E_CONNECTIONS = int(os.environ.get("BENCH_E2E_CONNECTIONS", "8"))
 SETTLE_TIMEOUT = int(os.environ.get("BENCH_SETTLE_TIMEOUT", "180"))
 INSTRUMENTS = 20
+VENUE = os.environ.get("BENCH_VENUE", "1") != "0"
 
 
 def log(message):
@@ -306,7 +309,14 @@ def main():
             f"(runs: {', '.join(f'{t:.2f}s {s}' for t, s in lone)})"
         )
 
-        return 0 if check_invariants(env) else 1
+        clean = check_invariants(env)
+        cluster.stop()  # the in-process exchange's workers must not pick up the venue runs' orders
+
+        if VENUE:
+            clean = venue_runs.main(env, base, token, isins, wrk, E2E_CONNECTIONS) and clean
+        else:
+            log("\n(venue runs skipped: BENCH_VENUE=0)")
+        return 0 if clean else 1
     finally:
         web.stop()
         cluster.stop()
