@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from exchange.models import ExecutionReportRecord, OutboxMessage
+from exchange.models import ExecutionReportRecord, FixSession, OutboxMessage
 from matching.services import instrument_match_pending
 from orders.models import CancelRequest, Execution, Order, PlacementAttempt, QuarantinedReport
 from orders.placement import placement_send
@@ -40,10 +40,15 @@ def _sent(quantity=100, **kwargs) -> Order:
     return order
 
 
+def _session() -> FixSession:
+    return FixSession.objects.get_or_create(name="BROKER-VENUE")[0]
+
+
 def _report(order, exec_type, ord_status, *, cum=0, last=0, px=None, leaves=None, **extra):
     """Store one ExecutionReport as the gateway would."""
     sent = order.quantity - order.matched_quantity
     values = {
+        "session": _session(),
         "session_seq": ExecutionReportRecord.objects.count() + 1,
         "msg_type": "8",
         "exec_id": extra.pop("exec_id", f"E{uuid.uuid4().hex}"),
@@ -182,6 +187,7 @@ def test_unknown_order_answer_returns_an_in_flight_order_to_the_book():
 def test_report_for_an_order_we_do_not_know_is_quarantined_and_the_rest_applied():
     order = _sent(100)
     stranger = ExecutionReportRecord.objects.create(
+        session=_session(),
         session_seq=99,
         msg_type="8",
         dedupe_key="Z1",
@@ -245,6 +251,7 @@ def test_cancel_refused_by_the_venue_puts_the_order_back_to_working():
     request = CancelRequest.objects.get()
 
     ExecutionReportRecord.objects.create(
+        session=_session(),
         session_seq=50,
         msg_type="9",
         dedupe_key=f"9:{request.cl_ord_id}",
