@@ -147,20 +147,29 @@ def _apply(records: list[ExecutionReportRecord], now: datetime) -> ApplyResult:
         str(order.pk): order
         for order in Order.objects.select_for_update().filter(pk__in=list(by_order)).order_by("pk")
     }
-    result = ApplyResult(lag_seconds=[])
+    result = ApplyResult()
     executions: list[Execution] = []
+    changed: dict[str, Order] = {}  # orders the batch moved, written once each at its end
+    applied_at: list[datetime] = []
     for order_id, order_records in by_order.items():
         order = orders.get(order_id)
         if order is None:
             quarantine += [(record, "unknown order") for record in order_records]
             continue
         for record in order_records:
-            problem = _apply_one(order, record, executions, now)
+            problem = _apply_one(order, record, executions, changed, now)
             if problem:
                 quarantine.append((record, problem))
             elif record.transact_time is not None:
-                result.lag_seconds.append(max(0.0, (now - record.transact_time).total_seconds()))
+                applied_at.append(record.transact_time)
+    if changed:
+        Order.objects.bulk_update(changed.values(), transitions.VENUE_FIELDS)
+    # The lag runs to the rows written (the commit follows at once), not to the batch's start.
+    written = timezone.now()
+    for execution in executions:
+        execution.created_at = written
     Execution.objects.bulk_create(executions, ignore_conflicts=True)
+    result.lag_seconds = [max(0.0, (written - at).total_seconds()) for at in applied_at]
     if quarantine:
         _quarantine(quarantine)
     result.reports = len(records)
@@ -169,10 +178,17 @@ def _apply(records: list[ExecutionReportRecord], now: datetime) -> ApplyResult:
     return result
 
 
-def _apply_one(order: Order, record: ExecutionReportRecord, executions: list, now: datetime) -> str:
-    """Apply one report to ``order`` (row locked); returns why it was quarantined, or ""."""
+def _apply_one(
+    order: Order, record: ExecutionReportRecord, executions: list, changed: dict, now: datetime
+) -> str:
+    """Apply one report to ``order`` (row locked); returns why it was quarantined, or "".
+
+    The order's new fields stay on the instance, listed in ``changed`` for the batch's
+    one write; a path that writes the row itself first writes what is pending.
+    """
     report = _report(record)
     if report.exec_type == reports.ExecType.REJECTED and record.ord_rej_reason == TRANSIENT_REJECT_REASON:
+        _write_pending(order, changed)
         _refused_for_now(order, record.text or "Connection not available", now)
         return ""
     if not (order.in_flight or order.venue_status):
@@ -184,6 +200,7 @@ def _apply_one(order: Order, record: ExecutionReportRecord, executions: list, no
     if effect.quarantine:
         return effect.quarantine
     if effect.not_held:
+        _write_pending(order, changed)
         _not_held(order, now)
         return ""
     if effect.duplicate:
@@ -224,8 +241,16 @@ def _apply_one(order: Order, record: ExecutionReportRecord, executions: list, no
         placed_quantity=0 if rejected else new_state.quantity,
         failure_reason=REJECTED_REASON.format(text=report.text) if rejected else "",
         now=now,
+        save=False,
     )
+    changed[str(order.pk)] = order
     return ""
+
+
+def _write_pending(order: Order, changed: dict) -> None:
+    """Write what the batch has applied to ``order`` so far (before a path that reloads the row)."""
+    if changed.pop(str(order.pk), None) is not None:
+        order.save(update_fields=transitions.VENUE_FIELDS)
 
 
 def _refused_for_now(order: Order, error: str, now: datetime) -> None:
