@@ -204,19 +204,7 @@ def main():
             intake(base, token)
 
         # Start the pipeline on a clean slate.
-        manage(
-            env,
-            "shell",
-            "-v0",
-            "-c",
-            (
-                "from django_q.models import OrmQ; from orders.models import Order;"
-                "from matching.models import OrderMatch; from exchange.models import ExchangeOrder;"
-                "from orders.models import PlacementAttempt; OrmQ.objects.all().delete();"
-                "OrderMatch.objects.all().delete(); PlacementAttempt.objects.all().delete();"
-                "Order.objects.all().delete(); ExchangeOrder.objects.all().delete()"
-            ),
-        )
+        manage(env, "shell", "-v0", "-c", venue_runs.WIPE)
 
         # --- issue 3: orders settled end to end
         cluster.start()

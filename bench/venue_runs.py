@@ -116,7 +116,6 @@ class VenueStack:
             "VENUE_PORT": str(self.port),
             "VENUE_DB": self.journal,
             "VENUE_CLIENT_COMP_ID": client,
-            "VAR_DIR": tmp,
         }
         argv = [PY, "manage.py", "run_venue", "--port", str(self.port), "--db", self.journal]
         if firehose:
