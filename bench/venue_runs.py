@@ -48,7 +48,8 @@ import json, statistics, time
 from django.db.models import Max; from django.utils import timezone
 from exchange.models import ExecutionReportRecord; from orders.models import Execution, ReportCursor
 def stored(): return ExecutionReportRecord.objects.aggregate(top=Max('id'))['top'] or 0
-def applied(): return ReportCursor.objects.filter(name='venue').values_list('position', flat=True).first() or 0
+def applied():
+    return ReportCursor.objects.filter(name='venue').values_list('position', flat=True).first() or 0
 deadline = time.monotonic() + 60
 while not Execution.objects.exists():
     if time.monotonic() > deadline: raise SystemExit('no execution applied within 60 s')
@@ -143,10 +144,10 @@ def ingest(env: dict, tmp: str, rate: int, seconds: int, isins: list[str]) -> di
     """``run_venue --firehose rate`` fills our orders one share a report; sample stored and applied."""
     with VenueStack(env, tmp, firehose=rate, venue_env={"EXCHANGE_LATENCY": "0.01"}) as stack:
         manage(stack.env, "shell", "-v0", "-c", FIREHOSE_ORDERS_CODE.format(isins=isins))
-        cpu = {name: cpu_seconds(group) for name, group in (("venue", stack.venue), ("gateway", stack.gateway))}
+        groups = {"venue": stack.venue, "gateway": stack.gateway}
+        cpu = {name: cpu_seconds(group) for name, group in groups.items()}
         sample = query(stack.env, SAMPLER.format(seconds=seconds))
-        for name, group in (("venue", stack.venue), ("gateway", stack.gateway)):
-            cpu[name] = cpu_seconds(group) - cpu[name]
+        cpu = {name: cpu_seconds(group) - cpu[name] for name, group in groups.items()}
     sample["cpu"] = cpu
     return sample
 
@@ -227,8 +228,8 @@ def end_to_end(env: dict, tmp: str, base: str, token: str, isins: list[str], wrk
         log(
             f"\n== End to end through the venue: {E2E_SECONDS}s of GTC/DAY/IOC/FOK limit orders on "
             f"{len(isins)} instruments; venue latency {env.get('EXCHANGE_LATENCY', '0.5')}s, refusals "
-            f"{env.get('EXCHANGE_FAILURE_RATE', '0.1')}, fills {env.get('VENUE_FILL_INTERVAL', '1.0')}s apart, "
-            f"up to {env.get('VENUE_MAX_FILLS', '5')}"
+            f"{env.get('EXCHANGE_FAILURE_RATE', '0.1')}, fills {env.get('VENUE_FILL_INTERVAL', '1.0')}s "
+            f"apart, up to {env.get('VENUE_MAX_FILLS', '5')}"
         )
         started = time.monotonic()
         load = wrk(f"{base}/orders", token, E2E_SECONDS, connections, VENUE_ORDERS_LUA % isins_lua(isins))
