@@ -99,6 +99,30 @@ def venue_reconcile_ids() -> list[str]:
 # --- Receiving ----------------------------------------------------------------------------
 
 
+# What applying reads of a stored report (rows as named tuples: no model instances, no raw text).
+REPORT_FIELDS = (
+    "id",
+    "msg_type",
+    "dedupe_key",
+    "order_cl_ord_id",
+    "cl_ord_id",
+    "orig_cl_ord_id",
+    "exec_id",
+    "exec_type",
+    "ord_status",
+    "last_qty",
+    "last_px",
+    "cum_qty",
+    "leaves_qty",
+    "avg_px",
+    "transact_time",
+    "ord_rej_reason",
+    "cxl_rej_reason",
+    "text",
+    "poss_dup",
+)
+
+
 @dataclass
 class ApplyResult:
     reports: int = 0
@@ -124,7 +148,9 @@ def reports_apply_pending(*, limit: int = APPLY_BATCH) -> ApplyResult:
     with transaction.atomic():
         cursor, _ = ReportCursor.objects.select_for_update().get_or_create(name=CURSOR)
         records = list(
-            ExecutionReportRecord.objects.filter(id__gt=cursor.position).defer("raw").order_by("id")[:limit]
+            ExecutionReportRecord.objects.filter(id__gt=cursor.position)
+            .order_by("id")
+            .values_list(*REPORT_FIELDS, named=True)[:limit]
         )
         if not records:
             return ApplyResult()
@@ -136,9 +162,9 @@ def reports_apply_pending(*, limit: int = APPLY_BATCH) -> ApplyResult:
     return result
 
 
-def _apply(records: list[ExecutionReportRecord], now: datetime) -> ApplyResult:
-    by_order: dict[str, list[ExecutionReportRecord]] = {}
-    quarantine: list[tuple[ExecutionReportRecord, str]] = []
+def _apply(records: list, now: datetime) -> ApplyResult:
+    by_order: dict[str, list] = {}
+    quarantine: list[tuple] = []
     for record in records:
         if record.msg_type not in (reports.MsgType.EXECUTION_REPORT, reports.MsgType.ORDER_CANCEL_REJECT):
             quarantine.append((record, f"message type {record.msg_type} is not about an order"))
@@ -151,7 +177,7 @@ def _apply(records: list[ExecutionReportRecord], now: datetime) -> ApplyResult:
         for order in Order.objects.select_for_update().filter(pk__in=list(by_order)).order_by("pk")
     }
     result = ApplyResult()
-    executions: list[Execution] = []
+    executions: list[tuple] = []  # (exec_id, order_id, quantity, price, cum_quantity, executed_at)
     changed: dict[str, Order] = {}  # orders the batch moved, written once each at its end
     applied_at: list[datetime] = []
     for order_id, order_records in by_order.items():
@@ -179,7 +205,7 @@ def _apply(records: list[ExecutionReportRecord], now: datetime) -> ApplyResult:
     return result
 
 
-def _insert_executions(executions: list[Execution], created_at: datetime) -> None:
+def _insert_executions(executions: list[tuple], created_at: datetime) -> None:
     """``bulk_create(ignore_conflicts=True)`` without the ORM's per-value compiling (a third of a
     batch's time at thousands of fills a batch): one multi-row INSERT IGNORE, values adapted by
     the backend as the ORM would (the unique ExecID makes a fill counted once)."""
@@ -192,15 +218,15 @@ def _insert_executions(executions: list[Execution], created_at: datetime) -> Non
     created = ops.adapt_datetimefield_value(created_at)
     rows = [
         (
-            e.exec_id,
-            to_db_order(e.order_id, connection),
-            e.quantity,
-            ops.adapt_decimalfield_value(e.price, price.max_digits, price.decimal_places),
-            e.cum_quantity,
-            ops.adapt_datetimefield_value(e.executed_at),
+            exec_id,
+            to_db_order(order_id, connection),
+            quantity,
+            ops.adapt_decimalfield_value(fill_price, price.max_digits, price.decimal_places),
+            cum_quantity,
+            ops.adapt_datetimefield_value(executed_at),
             created,
         )
-        for e in executions
+        for exec_id, order_id, quantity, fill_price, cum_quantity, executed_at in executions
     ]
     insert = ops.insert_statement(on_conflict=OnConflict.IGNORE)
     with connection.cursor() as cursor:
@@ -211,9 +237,7 @@ def _insert_executions(executions: list[Execution], created_at: datetime) -> Non
         )
 
 
-def _apply_one(
-    order: Order, record: ExecutionReportRecord, executions: list, changed: dict, now: datetime
-) -> str:
+def _apply_one(order: Order, record, executions: list, changed: dict, now: datetime) -> str:
     """Apply one report to ``order`` (row locked); returns why it was quarantined, or "".
 
     The order's new fields stay on the instance, listed in ``changed`` for the batch's
@@ -241,13 +265,13 @@ def _apply_one(
     _states[str(order.pk)] = new_state
     for execution in effect.executions:
         executions.append(
-            Execution(
-                exec_id=execution.exec_id,
-                order=order,
-                quantity=execution.quantity,
-                price=execution.price,
-                cum_quantity=execution.cum_qty,
-                executed_at=execution.transact_time or now,
+            (
+                execution.exec_id,
+                order.pk,
+                execution.quantity,
+                execution.price,
+                execution.cum_qty,
+                execution.transact_time or now,
             )
         )
     if report.msg_type == reports.MsgType.ORDER_CANCEL_REJECT:
@@ -355,7 +379,7 @@ def _state(order: Order) -> reports.VenueOrder:
     return state
 
 
-def _report(record: ExecutionReportRecord) -> reports.Report:
+def _report(record) -> reports.Report:
     cancel_flow = bool(record.orig_cl_ord_id)
     return reports.Report(
         exec_id=record.exec_id or record.dedupe_key,
@@ -376,7 +400,7 @@ def _report(record: ExecutionReportRecord) -> reports.Report:
     )
 
 
-def _quarantine(items: list[tuple[ExecutionReportRecord, str]]) -> None:
+def _quarantine(items: list[tuple]) -> None:
     QuarantinedReport.objects.bulk_create(
         [
             QuarantinedReport(
