@@ -162,7 +162,7 @@ def ingest_runs(env: dict, tmp: str, isins: list[str]) -> None:
         f"{FIREHOSE_ORDERS} of our orders one share a report, {INGEST_SECONDS}s sustained per N"
     )
     if not RATES or INGEST_SECONDS <= 0:
-        log("(skipped: BENCH_VENUE_INGEST_SECONDS=0)")
+        log("(skipped: BENCH_VENUE_RATES empty or BENCH_VENUE_INGEST_SECONDS=0)")
     ceiling, best = 0.0, 0.0
     for rate in RATES if INGEST_SECONDS > 0 else []:
         s = ingest(env, tmp, rate, INGEST_SECONDS, isins[:FIREHOSE_ORDERS])

@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
+from exchange.fix.django_store import RECORD_COLUMNS
 from exchange.models import ExecutionReportRecord, OutboxMessage
 from orders import reports, transitions
 from orders.models import CancelRequest, Execution, Order, PlacementAttempt, QuarantinedReport, ReportCursor
@@ -101,27 +102,7 @@ def venue_reconcile_ids() -> list[str]:
 
 
 # What applying reads of a stored report (rows as named tuples: no model instances, no raw text).
-REPORT_FIELDS = (
-    "id",
-    "msg_type",
-    "dedupe_key",
-    "order_cl_ord_id",
-    "cl_ord_id",
-    "orig_cl_ord_id",
-    "exec_id",
-    "exec_type",
-    "ord_status",
-    "last_qty",
-    "last_px",
-    "cum_qty",
-    "leaves_qty",
-    "avg_px",
-    "transact_time",
-    "ord_rej_reason",
-    "cxl_rej_reason",
-    "text",
-    "poss_dup",
-)
+REPORT_FIELDS = ("id", *(c for c in RECORD_COLUMNS if c not in ("session_seq", "venue_order_id", "raw")))
 
 
 @dataclass
