@@ -1,7 +1,8 @@
-"""`make bench`: POST /orders against its bare-DRF yardstick, then orders settled end to end.
+"""`make bench`: POST /orders against its bare-DRF yardstick, orders settled end to end, the venue.
 
 Runs real processes on loopback only: gunicorn (bench settings), the django-q2
-cluster and wrk. Every phase is bounded in time. Prints the figures of issues 2 and 3.
+cluster and wrk; then ``run_venue`` and ``run_gateway`` (bench/venue_runs.py). Every
+phase is bounded in time. Prints the figures of issues 2, 3, 8 and 9.
 """
 
 import json
@@ -14,6 +15,7 @@ import tempfile
 import time
 import urllib.request
 
+from bench import venue_runs
 from bench.common import GUNICORN, PY, ROOT, ProcessGroup, api_token, check_invariants, manage, query
 
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
@@ -27,6 +29,7 @@ Q_WORKERS = os.environ.get("Q_WORKERS", "1")
 E2E_CONNECTIONS = int(os.environ.get("BENCH_E2E_CONNECTIONS", "8"))
 SETTLE_TIMEOUT = int(os.environ.get("BENCH_SETTLE_TIMEOUT", "180"))
 INSTRUMENTS = 20
+VENUE = os.environ.get("BENCH_VENUE", "1") != "0"
 
 
 def log(message):
@@ -154,6 +157,100 @@ def db_questions(env):
     )
 
 
+def inprocess_end_to_end(env, base, token, isins, cluster) -> bool:
+    """Issue 3 and 8: mixed orders settled end to end with the in-process exchange; a lone order."""
+    cluster.start()
+    time.sleep(3)
+    lua = MIXED_ORDERS_LUA % ", ".join(f'"{isin}"' for isin in isins)
+    log(
+        f"\n== End to end: {E2E_SECONDS}s of mixed market/limit orders on {INSTRUMENTS} instruments, "
+        f"exchange latency {env.get('EXCHANGE_LATENCY', '0.5')}s, failure rate "
+        f"{env.get('EXCHANGE_FAILURE_RATE', '0.1')}, matching window {env.get('MATCHING_WINDOW', '0.5')}s"
+    )
+    questions_before = db_questions(env)
+    metrics_before = scrape_metrics(base)
+    load = wrk(f"{base}/orders", token, E2E_SECONDS, E2E_CONNECTIONS, lua)
+    log(
+        f"POST under load       : {load['rps']:8.1f} req/s  p50 {load['p50']}  p99 {load['p99']}"
+        f"  non-2xx {load['non2xx']}"
+    )
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while time.monotonic() < deadline:
+        working = query(
+            env,
+            (
+                "import json; from orders.models import Order;"
+                "print(json.dumps(Order.objects.filter(status__in=Order.WORKING_STATUSES).count()))"
+            ),
+        )
+        if working == 0:
+            break
+        time.sleep(1)
+    stats = query(
+        env,
+        (
+            "import json; from django.db.models import Count, Min, Max; from orders.models import Order;"
+            "from exchange.models import ExchangeOrder;"
+            "a=Order.objects.aggregate(n=Count('pk'), first=Min('created_at'), last=Max('updated_at'));"
+            "s=dict(Order.objects.values_list('status').annotate(c=Count('pk')));"
+            "print(json.dumps({'n': a['n'], 'seconds': (a['last']-a['first']).total_seconds(),"
+            " 'statuses': s, 'ledger': ExchangeOrder.objects.count()}))"
+        ),
+    )
+    questions = db_questions(env) - questions_before
+    log(f"orders accepted       : {stats['n']}  by status {stats['statuses']}")
+    log(f"database statements   : {questions / stats['n']:.1f} per order (server-wide)")
+    metrics_after = scrape_metrics(base)
+    moved = ", ".join(
+        f"{name} +{metrics_after.get(name, 0) - metrics_before.get(name, 0):g}" for name in DOMAIN_COUNTERS
+    )
+    log(f"/metrics during run   : {moved}")
+    log(
+        f"settled end to end    : {stats['n'] / stats['seconds']:8.1f} orders/s "
+        f"({stats['n']} orders, first POST to last settlement {stats['seconds']:.1f}s; target >= 150)"
+    )
+
+    # Tasks of orders an earlier batch pass already matched are no-ops, but they
+    # queue; wait for them so the lone order below meets a quiet system.
+    drained = time.monotonic()
+    while time.monotonic() - drained < 120 and query(env, QUEUE_DEPTH) > 0:
+        time.sleep(0.5)
+    log(f"queue drained         : {time.monotonic() - drained:.1f}s after the last settlement")
+
+    # Lone order on a quiet system: POST to SUBMITTED.
+    lone = []
+    for n in range(5):
+        isin = isin_with_check_digit(f"XS{n:09d}")
+        body = json.dumps(
+            {"type": "limit", "side": "buy", "instrument": isin, "limit_price": "1.00", "quantity": 1}
+        ).encode()
+        request = urllib.request.Request(
+            f"{base}/orders",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+        )
+        started = time.monotonic()
+        order = json.load(urllib.request.urlopen(request, timeout=10))
+        while True:
+            poll = urllib.request.Request(
+                f"{base}/orders/{order['id']}", headers={"Authorization": f"Token {token}"}
+            )
+            status = json.load(urllib.request.urlopen(poll, timeout=10))["status"]
+            if status not in ("OPEN", "PARTIAL") or time.monotonic() - started > 60:
+                break
+            time.sleep(0.01)
+        lone.append((time.monotonic() - started, status))
+    times = sorted(t for t, _ in lone)
+    log(
+        f"lone order to terminal: median {times[len(times) // 2]:.2f}s "
+        f"(runs: {', '.join(f'{t:.2f}s {s}' for t, s in lone)})"
+    )
+
+    clean = check_invariants(env)
+    return clean
+
+
 def main():
     metrics_dir = tempfile.mkdtemp(prefix="orders-metrics-")
     env = {
@@ -201,112 +298,22 @@ def main():
             intake(base, token)
 
         # Start the pipeline on a clean slate.
-        manage(
-            env,
-            "shell",
-            "-v0",
-            "-c",
-            (
-                "from django_q.models import OrmQ; from orders.models import Order;"
-                "from matching.models import OrderMatch; from exchange.models import ExchangeOrder;"
-                "from orders.models import PlacementAttempt; OrmQ.objects.all().delete();"
-                "OrderMatch.objects.all().delete(); PlacementAttempt.objects.all().delete();"
-                "Order.objects.all().delete(); ExchangeOrder.objects.all().delete()"
-            ),
-        )
+        manage(env, "shell", "-v0", "-c", venue_runs.WIPE)
 
-        # --- issue 3: orders settled end to end
-        cluster.start()
-        time.sleep(3)
+        # --- issue 3: orders settled end to end (the in-process exchange)
         isins = [isin_with_check_digit(f"US{n:09d}") for n in range(1, INSTRUMENTS + 1)]
-        lua = MIXED_ORDERS_LUA % ", ".join(f'"{isin}"' for isin in isins)
-        log(
-            f"\n== End to end: {E2E_SECONDS}s of mixed market/limit orders on {INSTRUMENTS} instruments, "
-            f"exchange latency {env.get('EXCHANGE_LATENCY', '0.5')}s, failure rate "
-            f"{env.get('EXCHANGE_FAILURE_RATE', '0.1')}, matching window {env.get('MATCHING_WINDOW', '0.5')}s"
-        )
-        questions_before = db_questions(env)
-        metrics_before = scrape_metrics(base)
-        load = wrk(f"{base}/orders", token, E2E_SECONDS, E2E_CONNECTIONS, lua)
-        log(
-            f"POST under load       : {load['rps']:8.1f} req/s  p50 {load['p50']}  p99 {load['p99']}"
-            f"  non-2xx {load['non2xx']}"
-        )
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while time.monotonic() < deadline:
-            working = query(
-                env,
-                (
-                    "import json; from orders.models import Order;"
-                    "print(json.dumps(Order.objects.filter(status__in=Order.WORKING_STATUSES).count()))"
-                ),
-            )
-            if working == 0:
-                break
-            time.sleep(1)
-        stats = query(
-            env,
-            (
-                "import json; from django.db.models import Count, Min, Max; from orders.models import Order;"
-                "from exchange.models import ExchangeOrder;"
-                "a=Order.objects.aggregate(n=Count('pk'), first=Min('created_at'), last=Max('updated_at'));"
-                "s=dict(Order.objects.values_list('status').annotate(c=Count('pk')));"
-                "print(json.dumps({'n': a['n'], 'seconds': (a['last']-a['first']).total_seconds(),"
-                " 'statuses': s, 'ledger': ExchangeOrder.objects.count()}))"
-            ),
-        )
-        questions = db_questions(env) - questions_before
-        log(f"orders accepted       : {stats['n']}  by status {stats['statuses']}")
-        log(f"database statements   : {questions / stats['n']:.1f} per order (server-wide)")
-        metrics_after = scrape_metrics(base)
-        moved = ", ".join(
-            f"{name} +{metrics_after.get(name, 0) - metrics_before.get(name, 0):g}"
-            for name in DOMAIN_COUNTERS
-        )
-        log(f"/metrics during run   : {moved}")
-        log(
-            f"settled end to end    : {stats['n'] / stats['seconds']:8.1f} orders/s "
-            f"({stats['n']} orders, first POST to last settlement {stats['seconds']:.1f}s; target >= 150)"
-        )
+        if E2E_SECONDS <= 0:
+            log("\n(in-process end to end skipped: BENCH_E2E_SECONDS=0)")
+            clean = True
+        else:
+            clean = inprocess_end_to_end(env, base, token, isins, cluster)
+        cluster.stop()  # the in-process exchange's workers must not pick up the venue runs' orders
 
-        # Tasks of orders an earlier batch pass already matched are no-ops, but they
-        # queue; wait for them so the lone order below meets a quiet system.
-        drained = time.monotonic()
-        while time.monotonic() - drained < 120 and query(env, QUEUE_DEPTH) > 0:
-            time.sleep(0.5)
-        log(f"queue drained         : {time.monotonic() - drained:.1f}s after the last settlement")
-
-        # Lone order on a quiet system: POST to SUBMITTED.
-        lone = []
-        for n in range(5):
-            isin = isin_with_check_digit(f"XS{n:09d}")
-            body = json.dumps(
-                {"type": "limit", "side": "buy", "instrument": isin, "limit_price": "1.00", "quantity": 1}
-            ).encode()
-            request = urllib.request.Request(
-                f"{base}/orders",
-                data=body,
-                method="POST",
-                headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
-            )
-            started = time.monotonic()
-            order = json.load(urllib.request.urlopen(request, timeout=10))
-            while True:
-                poll = urllib.request.Request(
-                    f"{base}/orders/{order['id']}", headers={"Authorization": f"Token {token}"}
-                )
-                status = json.load(urllib.request.urlopen(poll, timeout=10))["status"]
-                if status not in ("OPEN", "PARTIAL") or time.monotonic() - started > 60:
-                    break
-                time.sleep(0.01)
-            lone.append((time.monotonic() - started, status))
-        times = sorted(t for t, _ in lone)
-        log(
-            f"lone order to terminal: median {times[len(times) // 2]:.2f}s "
-            f"(runs: {', '.join(f'{t:.2f}s {s}' for t, s in lone)})"
-        )
-
-        return 0 if check_invariants(env) else 1
+        if VENUE:
+            clean = venue_runs.main(env, base, token, isins, wrk, E2E_CONNECTIONS) and clean
+        else:
+            log("\n(venue runs skipped: BENCH_VENUE=0)")
+        return 0 if clean else 1
     finally:
         web.stop()
         cluster.stop()

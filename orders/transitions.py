@@ -164,11 +164,14 @@ def order_apply_venue(
     placed_quantity: int,
     failure_reason: str,
     now: datetime,
+    save: bool = True,
 ) -> None:
     """What the venue reported, folded (``orders/reports.py``), onto a locked order row.
 
     ``fields`` are the public fields the fold computed (status, filled, remaining,
     cancelled); the order is out of flight once the venue has answered about it.
+    With ``save=False`` only the instance changes: the caller writes ``VENUE_FIELDS``
+    (the batch apply writes each order once per batch).
     """
     order.status = fields.status
     order.filled_quantity = fields.filled_quantity
@@ -182,7 +185,8 @@ def order_apply_venue(
     order.route_at = None
     order.failure_reason = failure_reason
     order.updated_at = now
-    order.save(update_fields=VENUE_FIELDS)
+    if save:
+        order.save(update_fields=VENUE_FIELDS)
 
 
 VENUE_FIELDS = (

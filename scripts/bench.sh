@@ -20,5 +20,7 @@ print(f"-h{u.hostname or '127.0.0.1'} -P{u.port or 3306} -u{u.username or 'root'
 PY
 )
 # shellcheck disable=SC2086
-mariadb $mysql_args -e "DROP DATABASE IF EXISTS orders_bench; CREATE DATABASE orders_bench CHARACTER SET utf8mb4"
-DATABASE_URL="${server_url%/}/orders_bench" .venv/bin/python -m bench.run
+db=${BENCH_DATABASE_NAME:-orders_bench}
+# shellcheck disable=SC2086
+mariadb $mysql_args -e "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db CHARACTER SET utf8mb4"
+DATABASE_URL="${server_url%/}/$db" .venv/bin/python -m bench.run

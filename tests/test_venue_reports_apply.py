@@ -40,7 +40,7 @@ def _sent(quantity=100, **kwargs) -> Order:
     return order
 
 
-def _session():
+def _session() -> FixSession:
     return FixSession.objects.get_or_create(name="BROKER-VENUE")[0]
 
 
