@@ -10,7 +10,17 @@ from bench.models import BareOrder
 class BareOrderSerializer(serializers.ModelSerializer):
     class Meta:
         model = BareOrder
-        fields = ["id", "type", "side", "instrument", "limit_price", "quantity", "status", "created_at"]
+        fields = [
+            "id",
+            "type",
+            "side",
+            "instrument",
+            "limit_price",
+            "time_in_force",
+            "quantity",
+            "status",
+            "created_at",
+        ]
 
 
 class BareOrderViewSet(viewsets.ModelViewSet):
