@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 from django_q.models import OrmQ
 
-from exchange.models import ExecutionReportRecord, OutboxMessage
+from exchange.models import ExecutionReportRecord, FixSession, OutboxMessage
 from matching.services import instrument_match_pending
 from orders.models import CancelRequest, Execution, Order, PlacementAttempt, QuarantinedReport
 from orders.placement import placement_send
@@ -44,6 +44,7 @@ def _report(order, exec_type, ord_status, *, cum=0, last=0, px=None, leaves=None
     """Store one ExecutionReport as the gateway would."""
     sent = order.quantity - order.matched_quantity
     values = {
+        "session": FixSession.objects.get_or_create(name="BROKER-VENUE")[0],
         "session_seq": ExecutionReportRecord.objects.count() + 1,
         "msg_type": "8",
         "exec_id": extra.pop("exec_id", f"E{uuid.uuid4().hex}"),
@@ -179,9 +180,39 @@ def test_unknown_order_answer_returns_an_in_flight_order_to_the_book():
     assert PlacementAttempt.objects.get().outcome == "not_held"
 
 
+def test_order_matched_more_after_the_venue_did_not_hold_it_is_placed_again_for_the_smaller_rest():
+    """The chaos drill's venue SIGKILL: a NewOrderSingle lost, "Unknown order", more matched here, sent again.
+
+    The applier's copy of the order's venue state from the first attempt (100 to
+    place) must not judge the second attempt's reports (60 to place).
+    """
+    order = _sent(100)
+    _report(order, "I", "8", leaves=0, ord_rej_reason="5", text="Unknown order")
+    order = _apply(order)
+    assert (order.status, order.in_flight) == (S.OPEN, False)
+    OrderFactory(side=Order.Side.SELL, quantity=40)
+    instrument_match_pending(isin=order.instrument)
+    placement_send(plans=[RoutePlan(order.pk, order.instrument, timezone.now())])
+    order.refresh_from_db()
+    assert (order.matched_quantity, order.in_flight, OutboxMessage.objects.last().order_qty) == (40, True, 60)
+
+    _report(order, "0", "0")
+    _report(order, "F", "2", cum=60, last=60, px=Decimal("10.00"), exec_id="X1")
+    order = _apply(order)
+
+    assert QuarantinedReport.objects.count() == 0
+    assert (order.status, order.filled_quantity, order.placed_quantity, order.in_flight) == (
+        S.FILLED,
+        100,
+        60,
+        False,
+    )
+
+
 def test_report_for_an_order_we_do_not_know_is_quarantined_and_the_rest_applied():
     order = _sent(100)
     stranger = ExecutionReportRecord.objects.create(
+        session=FixSession.objects.get_or_create(name="BROKER-VENUE")[0],
         session_seq=99,
         msg_type="8",
         dedupe_key="Z1",
@@ -245,6 +276,7 @@ def test_cancel_refused_by_the_venue_puts_the_order_back_to_working():
     request = CancelRequest.objects.get()
 
     ExecutionReportRecord.objects.create(
+        session=FixSession.objects.get_or_create(name="BROKER-VENUE")[0],
         session_seq=50,
         msg_type="9",
         dedupe_key=f"9:{request.cl_ord_id}",
