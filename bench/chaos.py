@@ -338,7 +338,12 @@ class Drill:
         """
         narrow_env = {**self.env, **NARROW_LINK_ENV, "EXCHANGE_TRANSPORT": "inprocess"}
         self.load.offer(venue_order, 0)  # no orders while the cluster restarts
-        self.quiesce()
+        if self.quiesce() != 0:
+            # The in-process sweeper would ask its own exchange about orders in flight
+            # to the venue, be told "not held", and place them a second time.
+            log("narrow link skipped: orders still working at the venue")
+            self.load.offer(venue_order, RATE)
+            return
         self.restart_cluster(narrow_env, "narrow link")
         self.load.offer(crossing_order, NARROW_BURST_RATE, NARROW_BURST_SECONDS)
         started = time.monotonic()
@@ -366,6 +371,7 @@ class Drill:
         while (working := working_orders(self.env)) != 0 and time.monotonic() < deadline:
             time.sleep(1)
         log(f"quiesced: {'no' if working == 0 else working} orders of earlier phases still working")
+        return working
 
     def restart_cluster(self, env, label):
         """Stop the cluster and start it with ``env``.
