@@ -261,21 +261,19 @@ class Drill:
 
     def kill_gateway(self):
         """SIGKILL run_gateway mid-stream (reports in its socket, outbox rows unsent), restart it 2 s later."""
-        before = venue_progress(self.env)
-        self.gateway.signal_group(signal.SIGKILL)
-        self.gateway.process.wait()
-        time.sleep(2)
-        self.gateway.start()
-        log(f"gateway SIGKILLed and restarted; {before}")
+        self._kill_and_restart(self.gateway, "gateway")
 
     def kill_venue(self):
         """SIGKILL run_venue mid-stream (fills due, reports unsent), restart it 2 s later on its journal."""
+        self._kill_and_restart(self.venue, "venue")
+
+    def _kill_and_restart(self, group, name):
         before = venue_progress(self.env)
-        self.venue.signal_group(signal.SIGKILL)
-        self.venue.process.wait()
+        group.signal_group(signal.SIGKILL)
+        group.process.wait()
         time.sleep(2)
-        self.venue.start()
-        log(f"venue SIGKILLed and restarted; {before}")
+        group.start()
+        log(f"{name} SIGKILLed and restarted; {before}")
 
     def session_faults(self):
         """The venue restarted with VENUE_FAULTS (duplicates, gaps, disconnects) for the phase, then without."""
