@@ -205,6 +205,16 @@ class Gateway:
         while True:
             self.reconcile_due = False
             self.connection_logged_on = False
+            if self.store_failed:
+                self._recover_store()
+            if self.store_failed:
+                # Never log on with a store not reloaded from the database: its numbers
+                # may be stale, and while store_failed the outbox loop sends nothing.
+                failures += 1
+                await asyncio.sleep(
+                    backoff_delay(failures, self.config.reconnect_base, self.config.reconnect_cap, self.rng)
+                )
+                continue
             try:
                 task = await connect(self.session, self.config.host, self.config.port)
                 reason = await task

@@ -68,7 +68,7 @@ class SimulatedExchange:
         self.latency = latency
         self.failure_rate = failure_rate
         self.rng = rng or random.Random()
-        # While this file exists every call fails: an exchange outage on demand (make chaos).
+        # While this file exists every call fails: an exchange outage on demand (drills).
         self.outage_file = outage_file
         # An order that reaches the exchange longer than this after it was sent is refused,
         # as venues refuse stale orders by their sending time: once that long has passed,

@@ -356,6 +356,9 @@ def _state(order: Order) -> reports.VenueOrder:
     cached = _states.get(key)
     if (
         cached is not None
+        # What this attempt sent: the order may have matched more here since the copy was
+        # made (an attempt the venue did not hold, back in our book, then sent again).
+        and cached.quantity == order.quantity - order.matched_quantity
         and cached.status == status
         and cached.cum_qty == order.venue_cum_quantity
         and cached.filled_quantity == order.filled_quantity - order.matched_quantity

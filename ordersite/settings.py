@@ -209,7 +209,7 @@ SPECTACULAR_SETTINGS = {
 EXCHANGE_LATENCY = env_float("EXCHANGE_LATENCY", 0.5)
 EXCHANGE_FAILURE_RATE = env_float("EXCHANGE_FAILURE_RATE", 0.1)
 EXCHANGE_PLACEMENT_DEADLINE = env_float("EXCHANGE_PLACEMENT_DEADLINE", 600)
-# While this file exists the simulated exchange fails every call (outage drills, make chaos).
+# While this file exists the in-process exchange fails every call (outage drills).
 EXCHANGE_OUTAGE_FILE = env_str("EXCHANGE_OUTAGE_FILE", "")
 # Exchange calls one worker process keeps in flight at once.
 EXCHANGE_CONCURRENCY = env_int("EXCHANGE_CONCURRENCY", 64)

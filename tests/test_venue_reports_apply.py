@@ -184,6 +184,35 @@ def test_unknown_order_answer_returns_an_in_flight_order_to_the_book():
     assert PlacementAttempt.objects.get().outcome == "not_held"
 
 
+def test_order_matched_more_after_the_venue_did_not_hold_it_is_placed_again_for_the_smaller_rest():
+    """The chaos drill's venue SIGKILL: a NewOrderSingle lost, "Unknown order", more matched here, sent again.
+
+    The applier's copy of the order's venue state from the first attempt (100 to
+    place) must not judge the second attempt's reports (60 to place).
+    """
+    order = _sent(100)
+    _report(order, "I", "8", leaves=0, ord_rej_reason="5", text="Unknown order")
+    order = _apply(order)
+    assert (order.status, order.in_flight) == (S.OPEN, False)
+    OrderFactory(side=Order.Side.SELL, quantity=40)
+    instrument_match_pending(isin=order.instrument)
+    placement_send(plans=[RoutePlan(order.pk, order.instrument, timezone.now())])
+    order.refresh_from_db()
+    assert (order.matched_quantity, order.in_flight, OutboxMessage.objects.last().order_qty) == (40, True, 60)
+
+    _report(order, "0", "0")
+    _report(order, "F", "2", cum=60, last=60, px=Decimal("10.00"), exec_id="X1")
+    order = _apply(order)
+
+    assert QuarantinedReport.objects.count() == 0
+    assert (order.status, order.filled_quantity, order.placed_quantity, order.in_flight) == (
+        S.FILLED,
+        100,
+        60,
+        False,
+    )
+
+
 def test_report_for_an_order_we_do_not_know_is_quarantined_and_the_rest_applied():
     order = _sent(100)
     stranger = ExecutionReportRecord.objects.create(

@@ -722,11 +722,16 @@ async def run_connection(
     initial: bytes = b"",
     tick_period: float = 0.1,
 ) -> str:
-    """Drive ``session`` over one connection until it closes; returns why it closed."""
-    session.connection_made(writer)
-    ticker = asyncio.create_task(_tick_loop(session, tick_period))
+    """Drive ``session`` over one connection until it closes; returns why it closed.
+
+    Whatever ends it, an error of the store's included (even while sending the Logon),
+    the session lets go of the connection, so the next one can be made.
+    """
+    ticker = None
     reason = "connection closed by peer"
     try:
+        session.connection_made(writer)
+        ticker = asyncio.create_task(_tick_loop(session, tick_period))
         if initial:
             session.data_received(initial)
         while session.transport is writer:
@@ -739,7 +744,8 @@ async def run_connection(
     except (ConnectionError, OSError) as error:
         reason = f"connection error: {error}"
     finally:
-        ticker.cancel()
+        if ticker is not None:
+            ticker.cancel()
         if session.transport is writer:
             session.connection_lost(reason)
         else:

@@ -1,9 +1,12 @@
 """The FIX session state machine: logon, sequence numbers, gaps, duplicates, resends, timeouts."""
 
+import asyncio
 import sqlite3
 
+import pytest
+
 from exchange.fix.codec import MsgType, SessionRejectReason, Tag
-from exchange.fix.session import INITIATOR, Faults, MemorySessionStore, Session
+from exchange.fix.session import INITIATOR, Faults, MemorySessionStore, Session, connect
 from exchange.fix.sqlite_store import SqliteSessionStore
 from tests.unit.fix_helpers import Clock, RecordingTransport, acceptor, types
 
@@ -192,6 +195,51 @@ def test_outbound_message_is_committed_before_it_is_written():
     )
     session.connection_made(Transport())
     assert events[:2] == ["commit", "write"]
+
+
+def test_a_store_failing_while_the_logon_is_sent_does_not_keep_the_session_connected():
+    """make chaos's MySQL crash: the gateway reconnected while the database was still down.
+
+    The Logon's commit failed inside ``connection_made``; the session kept that dead
+    connection and refused every later one ("session already has a connection").
+    """
+
+    class DatabaseDown(Exception):
+        pass
+
+    class Store(MemorySessionStore):
+        down = True
+
+        def commit(self):
+            if self.down:
+                raise DatabaseDown("database unreachable")
+            super().commit()
+
+    async def drill():
+        received = []
+
+        async def accept(reader, writer):
+            received.append(await reader.read(4096))
+            writer.close()
+
+        server = await asyncio.start_server(accept, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        store = Store()
+        session = Session(
+            sender_comp_id="BROKER", target_comp_id="VENUE", store=store, role=INITIATOR, on_app=print
+        )
+        with pytest.raises(DatabaseDown):
+            await (await connect(session, "127.0.0.1", port))
+        assert session.transport is None and not session.connected
+        store.down = False
+        await (await connect(session, "127.0.0.1", port))
+        server.close()
+        await server.wait_closed()
+        return received
+
+    received = asyncio.run(drill())
+
+    assert b"35=A" in received[-1]  # the second connection sent its Logon
 
 
 def test_sqlite_store_keeps_numbers_and_messages_across_reopen(tmp_path):
