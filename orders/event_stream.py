@@ -110,6 +110,8 @@ class Hub:
         self.ticks = 0
         self._gaps: dict[int, tuple[float, object]] = {}  # gap start -> (first seen, db time then)
         self._loop = None
+        self._starting = asyncio.Lock()
+        self._redis_task = None
 
     async def subscribe(self, event_filter: EventFilter) -> Subscription:
         await self._start()
@@ -121,12 +123,16 @@ class Hub:
         self.subscriptions.discard(subscription)
 
     async def _start(self) -> None:
-        if self.task is None or self.task.done():
-            self.horizon = await _db(_start_horizon)
-            self._gaps.clear()
-            self.task = asyncio.create_task(self._run(), name="order-events-hub")
-            if settings.REDIS_URL:
-                asyncio.create_task(self._listen_redis(self.task), name="order-events-redis")
+        # One reader task per hub: streams arriving together wait for the first to start it.
+        async with self._starting:
+            if self.task is None or self.task.done():
+                self.horizon = await _db(_start_horizon)
+                self._gaps.clear()
+                self.task = asyncio.create_task(self._run(), name="order-events-hub")
+                if settings.REDIS_URL:
+                    self._redis_task = asyncio.create_task(
+                        self._listen_redis(self.task), name="order-events-redis"
+                    )
 
     async def _run(self) -> None:
         idle_since = None
@@ -251,7 +257,12 @@ def _gap_check() -> GapCheck | None:
     with connection.cursor() as cursor:
         try:
             # trx_started has whole seconds: a transaction from the same second still counts.
-            cursor.execute("SELECT NOW(), (SELECT MIN(trx_started) FROM information_schema.innodb_trx)")
+            # Only connections to this database can hold an event id.
+            cursor.execute(
+                "SELECT NOW(), (SELECT MIN(t.trx_started) FROM information_schema.innodb_trx t "
+                "JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id "
+                "WHERE p.db = DATABASE())"
+            )
             db_now, oldest = cursor.fetchone()
             return GapCheck(db_now, oldest, True)
         except Exception:

@@ -8,18 +8,19 @@ that publish never raises into the caller.
 """
 
 import contextlib
+import itertools
 import json
 import logging
 import threading
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
-from orders.models import Order, OrderEvent
+from orders.models import Order, OrderEvent, ReportCursor
 
 logger = logging.getLogger("orders.events")
 
@@ -102,3 +103,45 @@ def _publish_wake() -> None:
         _redis.publish(WAKE_CHANNEL, b"1")
     except Exception as exc:  # never into the caller: its change is committed already
         logger.warning("order events: wake-up not published (%s); streams poll instead", exc)
+
+
+PRUNE_BATCH = 5_000
+
+
+def order_events_prune(*, older_than: timedelta, now: datetime | None = None) -> tuple[int, int]:
+    """Delete events older than ``older_than``, oldest first; returns (how many, pruned through id).
+
+    Walks the log in id order and stops at the first event young enough to keep, so
+    what is left is every event after one id. That id is recorded (the
+    ``order-events-pruned`` cursor, in the same transaction as each delete), and a
+    stream resuming from before it is told that events were pruned.
+    """
+    from orders.event_stream import PRUNED_CURSOR
+
+    cutoff = (now or timezone.now()) - older_than
+    deleted = 0
+    through = 0
+    while True:
+        batch = list(OrderEvent.objects.order_by("id").values_list("id", "created_at")[:PRUNE_BATCH])
+        old = [event_id for event_id, created_at in itertools.takewhile(lambda row: row[1] < cutoff, batch)]
+        if not old:
+            break
+        with transaction.atomic():
+            deleted += OrderEvent.objects.filter(id__lte=old[-1]).delete()[0]
+            cursor, _ = ReportCursor.objects.select_for_update().get_or_create(name=PRUNED_CURSOR)
+            cursor.position = max(cursor.position, old[-1])
+            cursor.updated_at = timezone.now()
+            cursor.save(update_fields=["position", "updated_at"])
+            through = cursor.position
+        if len(old) < len(batch):
+            break
+    return deleted, through
+
+
+def parse_duration(text: str) -> timedelta:
+    """``7d``, ``12h``, ``90m``, ``30s`` (a whole number and a unit) as a timedelta; ValueError otherwise."""
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    text = text.strip().lower()
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit() or not text[:-1].isascii():
+        raise ValueError(f"{text!r} is not a duration like 7d, 12h, 90m or 30s")
+    return timedelta(**{units[text[-1]]: int(text[:-1])})
