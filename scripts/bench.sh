@@ -22,3 +22,9 @@ PY
 # shellcheck disable=SC2086
 mariadb $mysql_args -e "DROP DATABASE IF EXISTS orders_bench; CREATE DATABASE orders_bench CHARACTER SET utf8mb4"
 DATABASE_URL="${server_url%/}/orders_bench" .venv/bin/python -m bench.run
+# BENCH_EVENTS=1: the order event stream too (bench/events.py: 1,000 idle streams, delivery latency).
+if [[ ${BENCH_EVENTS:-0} == 1 ]]; then
+  # shellcheck disable=SC2086
+  mariadb $mysql_args -e "DROP DATABASE IF EXISTS orders_bench_events; CREATE DATABASE orders_bench_events CHARACTER SET utf8mb4"
+  DATABASE_URL="${server_url%/}/orders_bench_events" .venv/bin/python -m bench.events
+fi
