@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import OperationalError, close_old_connections, connection
-from django.db.models import Max, Min
+from django.db.models import Max
 
 from orders.models import OrderEvent, ReportCursor
 
@@ -110,6 +110,7 @@ class Hub:
         self.ticks = 0
         self._gaps: dict[int, tuple[float, object]] = {}  # gap start -> (first seen, db time then)
         self._loop = None
+        self._new_gap = False
         self._starting = asyncio.Lock()
         self._redis_task = None
 
@@ -128,6 +129,10 @@ class Hub:
             if self.task is None or self.task.done():
                 self.horizon = await _db(_start_horizon)
                 self._gaps.clear()
+                # Catch up before the first stream subscribes: a stream without ``since``
+                # starts after what is already committed, not START_WINDOW ids back.
+                while await self._tick() >= READ_BATCH:
+                    pass
                 self.task = asyncio.create_task(self._run(), name="order-events-hub")
                 if settings.REDIS_URL:
                     self._redis_task = asyncio.create_task(
@@ -138,7 +143,9 @@ class Hub:
         idle_since = None
         while True:
             try:
-                await asyncio.wait_for(self.wake.wait(), timeout=_poll_interval())
+                # A gap is settled by a later look: while one is open, look at the fast pace.
+                interval = settings.ORDER_EVENTS_POLL_INTERVAL if self._gaps else _poll_interval()
+                await asyncio.wait_for(self.wake.wait(), timeout=interval)
             except TimeoutError:
                 pass
             self.wake.clear()
@@ -160,9 +167,17 @@ class Hub:
     async def _tick(self) -> int:
         rows, gap_check = await _db(_read_after, self.horizon, bool(self._gaps))
         self.ticks += 1
+        self._new_gap = False
         events = self._advance(rows, gap_check)
         if events:
             self._fan_out(events)
+        if self._new_gap:
+            # A gap seen for the first time can only be judged by a look that checks the
+            # open transactions *before* reading: take it now (a rollback settles at once).
+            rows, gap_check = await _db(_read_after, self.horizon, True)
+            events = self._advance(rows, gap_check)
+            if events:
+                self._fan_out(events)
         return len(rows)
 
     def _advance(self, rows: list[tuple], gap_check) -> list[Event]:
@@ -186,6 +201,7 @@ class Hub:
     def _gap_closed(self, start: int, now: float, gap_check) -> bool:
         if start not in self._gaps:
             self._gaps[start] = (now, gap_check.db_now if gap_check else None)
+            self._new_gap = True
             first_seen, seen_at_db = now, None
         else:
             first_seen, seen_at_db = self._gaps[start]
@@ -271,18 +287,21 @@ def _gap_check() -> GapCheck | None:
 
 
 def _start_horizon() -> int:
-    bounds = OrderEvent.objects.aggregate(low=Min("id"), high=Max("id"))
-    if bounds["high"] is None:
-        return _pruned_through()
-    return max(bounds["low"] - 1, bounds["high"] - START_WINDOW)
+    """Where a starting reader begins: START_WINDOW ids back, never before the pruned ones.
+
+    Not "below the lowest visible id": an id below it may belong to a transaction that
+    has not committed yet; the reader treats the ids it does not see as gaps.
+    """
+    high = OrderEvent.objects.aggregate(high=Max("id"))["high"] or 0
+    return max(_pruned_through(), high - START_WINDOW)
 
 
 def _read_after(horizon: int, gaps: bool) -> tuple[list[tuple], GapCheck | None]:
     # The gap check comes first: a row read after it is not mistaken for one it settled.
     check = _gap_check() if gaps else None
     rows = list(OrderEvent.objects.filter(id__gt=horizon).order_by("id").values_list(*FIELDS)[:READ_BATCH])
-    if rows and check is None and rows[0][0] != horizon + 1:
-        check = _gap_check()
+    if rows and check is None and rows[-1][0] - horizon != len(rows):
+        check = _gap_check()  # not contiguous: the time the gap was first seen
     return rows, check
 
 

@@ -126,6 +126,7 @@ def test_a_client_dropped_mid_stream_resumes_with_no_gap_and_no_duplicate(web, f
                 order = place(user, n)
                 if n % 3 == 0:
                     order_cancel(order=order)
+                time.sleep(0.01)  # a steady flow across several drops
         finally:
             connection.close()
             done.set()
@@ -133,7 +134,7 @@ def test_a_client_dropped_mid_stream_resumes_with_no_gap_and_no_duplicate(web, f
     writer = threading.Thread(target=keep_changing)
     writer.start()
     while not done.is_set():
-        time.sleep(0.15)
+        time.sleep(0.1)
         follower.drop()  # the network cuts the stream; the follower resumes from its last id
     writer.join()
 
