@@ -10,6 +10,9 @@ events missed and events seen twice (both must be empty). Standard library only.
     ...
     follower.stop()
     print(follower.report(expected_rows))
+
+From a drill that drives the service through ``manage.py`` (bench/common.py), the
+expected rows are ``event_log_rows(env, username)``.
 """
 
 import http.client
@@ -179,3 +182,16 @@ class StreamFollower:
             ),
             reconnects=self.reconnects,
         )
+
+
+def event_log_rows(env: dict, username: str, after: int = 0) -> list[tuple[int, str, str]]:
+    """The event log's ``(event id, order id, event name)`` for one client, read with ``manage.py shell``."""
+    from bench.common import query
+
+    rows = query(
+        env,
+        "import json; from orders.models import OrderEvent;"
+        f"print(json.dumps([[i, str(o), n] for i, o, n in OrderEvent.objects.filter("
+        f"owner__username={username!r}, id__gt={int(after)}).values_list('id', 'order_id', 'name')]))",
+    )
+    return [(int(i), o, n) for i, o, n in rows]
