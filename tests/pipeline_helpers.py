@@ -101,7 +101,26 @@ def database_url() -> str:
     return f"mysql://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{db['NAME']}"
 
 
-class Cluster:
+class ProcessGroupChild:
+    """A process started in its own process group (``self.process``), killable like a crashed host."""
+
+    process = None
+    stop_timeout = 15
+
+    def kill(self):
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Cluster(ProcessGroupChild):
     """`manage.py qcluster` in its own process group, killable like a crashed host."""
 
     def __init__(self, **env):
@@ -132,18 +151,6 @@ class Cluster:
             stderr=subprocess.DEVNULL,
         )
 
-    def kill(self):
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
 
 def free_port() -> int:
     import socket
@@ -153,8 +160,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class WebServer:
+class WebServer(ProcessGroupChild):
     """The ASGI application under uvicorn on the test database, killable like a crashed host."""
+
+    stop_timeout = 10
 
     def __init__(self, **env):
         self.port = free_port()
@@ -206,15 +215,3 @@ class WebServer:
                     raise RuntimeError("uvicorn exited at start") from None
                 time.sleep(0.1)
         raise RuntimeError("uvicorn did not answer /healthz")
-
-    def kill(self):
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
