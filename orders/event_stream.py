@@ -405,3 +405,4 @@ async def stream(event_filter: EventFilter, since: int | None):
                 return
     finally:
         the_hub.unsubscribe(subscription)
+        logger.debug("order events: a stream ended, %s left in this process", len(the_hub.subscriptions))
