@@ -123,6 +123,17 @@ class Hub:
     def unsubscribe(self, subscription: Subscription) -> None:
         self.subscriptions.discard(subscription)
 
+    async def stop(self) -> None:
+        """End the reader (and its Redis listener) now; the next stream starts them again."""
+        for task in (self.task, self._redis_task):
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        self.task = self._redis_task = None
+
     async def _start(self) -> None:
         # One reader task per hub: streams arriving together wait for the first to start it.
         async with self._starting:
@@ -160,6 +171,11 @@ class Hub:
             try:
                 while await self._tick() >= READ_BATCH:
                     pass
+            except RuntimeError as exc:
+                if "shutdown" not in str(exc):
+                    raise
+                self.task = None  # the process is exiting: no executor left to read with
+                return
             except Exception:
                 logger.exception("order events: reading the log failed; retrying")
                 await asyncio.sleep(1)

@@ -44,7 +44,9 @@ def test_many_streams_share_one_reader_and_a_closed_stream_leaves_nothing_behind
         # A client going away: the ASGI handler closes (cancels) its generator.
         for body in streams:
             await body.aclose()
-        return reads, len(hub.subscriptions), hub.task
+        left, task = len(hub.subscriptions), hub.task
+        await hub.stop()
+        return reads, left, task
 
     reads, left, task = async_to_sync(scenario)()
 
@@ -71,6 +73,7 @@ def test_a_stream_gets_its_clients_live_events_and_no_one_elses(settings):
         mine = await sync_to_async(write, thread_sensitive=False)()
         message = await asyncio.wait_for(body.__anext__(), timeout=5)
         await body.aclose()
+        await event_stream.hub().stop()
         return mine, message
 
     mine, message = async_to_sync(scenario)()
