@@ -55,6 +55,7 @@ import os, sys, time, uuid, json
 import django
 django.setup()
 from django.db import transaction
+from orders.events import events_insert
 from orders.models import OrderEvent
 owners = [int(x) for x in sys.argv[1].split(",")]
 rate, seconds, per_tx = float(sys.argv[2]), float(sys.argv[3]), 10
@@ -69,12 +70,12 @@ while time.monotonic() - start < seconds:
         time.sleep(pause)
     with transaction.atomic():
         stamp = time.time()
-        OrderEvent.objects.bulk_create(
+        events_insert([
             OrderEvent(order_id=order_ids[(n + i) % 500], owner_id=owners[(n + i) % len(owners)],
                        name="partially_filled", instrument="US0378331005", status="PARTIALLY_FILLED",
                        payload=json.dumps({"id": str(order_ids[(n + i) % 500]), "t": stamp}))
             for i in range(per_tx)
-        )
+        ])  # as the transitions insert them: with REDIS_URL, a wake-up on commit
     n += per_tx
 print(n)
 """

@@ -57,7 +57,7 @@ def events_record(changes: Iterable[tuple[Order, str]], now: datetime | None = N
     if batch is not None:
         batch.extend(rows)
     else:
-        _insert(rows)
+        events_insert(rows)
     return len(rows)
 
 
@@ -76,10 +76,11 @@ def events_batch():
         rows = _local.batch
     finally:
         _local.batch = None
-    _insert(rows)
+    events_insert(rows)
 
 
-def _insert(rows: list[OrderEvent]) -> None:
+def events_insert(rows: list[OrderEvent]) -> None:
+    """Insert prepared events in the caller's transaction; with Redis, wake the streams on commit."""
     if not rows:
         return
     # Plain multi-row INSERT ... VALUES: InnoDB gives its rows consecutive ids without
