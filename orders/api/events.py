@@ -20,7 +20,6 @@ from orders.models import Order
 
 EVENT_ID_ERROR = "Enter an event id: a whole number of at least 0."
 INSTRUMENT_ERROR = "Enter a valid ISIN: 12 letters or digits."
-SINCE_CONFLICT = "Give the last event id either as Last-Event-ID or as since, not as two different values."
 _DIGITS = re.compile(r"[0-9]{1,18}")
 _ISIN = re.compile(r"[A-Z]{2}[A-Z0-9]{9}[0-9]")
 
@@ -56,19 +55,19 @@ def _parse(request) -> tuple[dict, dict]:
     since = None
     header = request.headers.get("Last-Event-ID")
     given = request.GET.getlist("since")
-    values = [v.strip() for v in [*given, *([header] if header is not None else [])]]
     if len(given) > 1:
         errors["since"] = ["Give this parameter at most once."]
-    elif values:
-        bad = [v for v in values if not _DIGITS.fullmatch(v)]
-        if bad:
-            errors["Last-Event-ID" if header is not None and header.strip() in bad else "since"] = [
-                EVENT_ID_ERROR
-            ]
-        elif len({int(v) for v in values}) > 1:
-            errors["since"] = [SINCE_CONFLICT]
+    elif given and not _DIGITS.fullmatch(given[0].strip()):
+        errors["since"] = [EVENT_ID_ERROR]
+    elif given:
+        since = int(given[0])
+    if header is not None:
+        # The header wins: a browser's EventSource keeps the URL (and its ``since``) and
+        # sends the last id it received as Last-Event-ID when it reconnects.
+        if _DIGITS.fullmatch(header.strip()):
+            since = int(header)
         else:
-            since = int(values[0])
+            errors["Last-Event-ID"] = [EVENT_ID_ERROR]
     instruments = {v.strip().upper() for v in request.GET.getlist("instrument") if v.strip()}
     if any(not _ISIN.fullmatch(v) for v in instruments):
         errors["instrument"] = [INSTRUMENT_ERROR]
