@@ -1,10 +1,11 @@
 """GET /orders/events refuses what it cannot serve with the API's JSON errors (SPEC §10, §8)."""
 
 import pytest
-from django.test import Client
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient, Client
 
-from orders.api.events import EVENT_ID_ERROR
-from tests.factories import UserFactory
+from orders.api.events import ASGI_ONLY, EVENT_ID_ERROR
+from tests.factories import TokenFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -25,17 +26,28 @@ def test_a_bad_token_is_401():
 
 
 @pytest.mark.parametrize("suffix", ["", "/"])
-def test_token_and_session_open_a_stream(api, suffix):
-    by_token = api.get(f"/orders/events{suffix}")
-    session = Client()
+def test_token_and_session_open_a_stream_under_asgi(suffix):
+    token = TokenFactory().key
+    session = AsyncClient()
     session.force_login(UserFactory())
-    by_session = session.get("/orders/events")
+
+    by_token = async_to_sync(AsyncClient().get)(
+        f"/orders/events{suffix}", headers={"Authorization": f"Token {token}"}
+    )
+    by_session = async_to_sync(session.get)("/orders/events")
 
     for response in (by_token, by_session):
         assert response.status_code == 200
         assert response["Content-Type"] == "text/event-stream"
         assert response["Cache-Control"] == "no-cache"
         assert response.streaming
+
+
+def test_under_wsgi_the_stream_is_refused_rather_than_holding_a_worker(api):
+    response = api.get("/orders/events")
+
+    assert response.status_code == 501
+    assert response.json() == {"detail": ASGI_ONLY}
 
 
 def test_only_get_is_served(api):
@@ -67,4 +79,6 @@ def test_bad_resume_points_and_filters_get_a_clear_400(api, query, headers, fiel
 @pytest.mark.parametrize("header", ["4", "9"])
 def test_last_event_id_may_come_with_a_since_in_the_url(api, header):
     # A browser's EventSource reconnects to the same URL, adding the last id it got.
-    assert api.get("/orders/events?since=4", HTTP_LAST_EVENT_ID=header).status_code == 200
+    response = api.get("/orders/events?since=4", HTTP_LAST_EVENT_ID=header)
+
+    assert response.status_code == 501  # past the input checks; the test client is WSGI

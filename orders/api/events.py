@@ -9,6 +9,7 @@ The stream itself is ``orders/event_stream.py``.
 import re
 
 from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_safe
 from rest_framework.exceptions import APIException, NotAuthenticated
@@ -20,6 +21,7 @@ from orders.models import Order
 
 EVENT_ID_ERROR = "Enter an event id: a whole number of at least 0."
 INSTRUMENT_ERROR = "Enter a valid ISIN: 12 letters or digits."
+ASGI_ONLY = "The event stream is served by the ASGI application only (uvicorn ordersite.asgi:application)."
 _DIGITS = re.compile(r"[0-9]{1,18}")
 _ISIN = re.compile(r"[A-Z]{2}[A-Z0-9]{9}[0-9]")
 
@@ -86,6 +88,10 @@ async def order_events(request):
     query, errors = _parse(request)
     if errors:
         return JsonResponse(errors, status=400)
+    if not isinstance(request, ASGIRequest):
+        # Under WSGI (gunicorn's sync workers, runserver) the stream would hold a worker for
+        # as long as the client stays: refuse instead (make run serves it with uvicorn).
+        return JsonResponse({"detail": ASGI_ONLY}, status=501)
     event_filter = EventFilter(
         owner_id=None if user.is_staff else user.pk,
         instruments=query["instruments"],
