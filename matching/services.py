@@ -102,8 +102,12 @@ def _match(isin: str, pending: list[Order], resting: list[Order], now: datetime)
     OrderMatch.objects.bulk_create(matches)
     if matches:  # counted once committed: a deadlock victim's retry would count twice
         transaction.on_commit(functools.partial(metrics.fills_committed, len(matches)))
-    for order_id, fields in changed.items():
-        transitions.order_save(rows[order_id], fields)
+    filled = {order_id for match in matches for order_id in (match.buy_order_id, match.sell_order_id)}
+    transitions.orders_save_match_pass(
+        {rows[order_id]: fields for order_id, fields in changed.items()},
+        [rows[order_id] for order_id in sorted(filled, key=str)],
+        now,
+    )
     # Resting orders that were only partly filled keep the plan they already have.
     return [
         RoutePlan(order_id=order.pk, instrument=isin, route_at=order.route_at)

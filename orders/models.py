@@ -277,3 +277,49 @@ class QuarantinedReport(models.Model):
 
     def __str__(self) -> str:
         return f"report {self.report_id} ({self.cl_ord_id}): {self.reason}"
+
+
+class OrderEvent(models.Model):
+    """One change of an order that its client can see (SPEC §10), written by ``orders/transitions.py``.
+
+    Inserted in the transaction of the change it describes, so it exists if and only
+    if the change committed. ``id`` is the stream's event id; ``payload`` is the order
+    as the API showed it right after the change (JSON text, rendered once at write
+    time). ``owner``, ``instrument`` and ``status`` are copies for the stream's filters.
+    """
+
+    class Name(models.TextChoices):
+        ACCEPTED = "accepted"
+        MATCHED = "matched"
+        SUBMITTED = "submitted"
+        PARTIALLY_FILLED = "partially_filled"
+        FILLED = "filled"
+        CANCELLED = "cancelled"
+        EXPIRED = "expired"
+        REJECTED = "rejected"
+        FAILED = "failed"
+        CANCEL_REJECTED = "cancel_rejected"
+
+    id = models.BigAutoField(primary_key=True)
+    # No foreign-key constraints: one INSERT on the hot path, no parent-row lock checks,
+    # and pruning never waits on the orders table.
+    order = models.ForeignKey(Order, on_delete=models.DO_NOTHING, db_constraint=False, related_name="events")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,  # the (owner, id) index serves it
+        related_name="+",
+    )
+    name = models.CharField(max_length=16, choices=Name.choices)
+    instrument = models.CharField(max_length=12)
+    status = models.CharField(max_length=16, choices=Order.Status.choices)
+    payload = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["owner", "id"], name="order_event_owner")]
+
+    def __str__(self) -> str:
+        return f"event {self.id}: {self.name} {self.order_id}"

@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.db.models import QuerySet
 
 from matching.models import OrderMatch
-from orders.models import Execution, Order
+from orders.models import Execution, Order, OrderEvent
 
 INTERNAL = "internal"
 VENUE = "venue"
@@ -69,3 +69,8 @@ def execution_list_for_order(*, order: Order) -> list[OrderExecution]:
     # Each list is in its own order already (matches by time then id, fills by CumQty);
     # a stable sort by time keeps that order among equal timestamps.
     return sorted(matches + fills, key=lambda execution: execution.executed_at)
+
+
+def order_event_last_id() -> int:
+    """The newest order event's id (0 when there is none): where a follower starts."""
+    return OrderEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0

@@ -55,6 +55,7 @@ def order_create(
         # row (ORM broker) commits or rolls back together with the order.
         with transaction.atomic():
             order.save(force_insert=True)
+            transitions.order_created(order)
     except IntegrityError:
         if client_order_id is None:
             raise

@@ -6,6 +6,11 @@ leaves, and it returns how many orders it moved; where the caller holds the row
 locks (a matching pass, a reprocess) it changes the loaded order and saves the
 named fields. Services decide; this module only moves orders between states
 (SPEC §4-§6, docs/architecture.md). Nothing here logs or talks to the exchange.
+
+Every change a client can see also writes its order event (SPEC §10,
+``orders/events.py``) in the same transaction: a compare-and-set transition locks
+the rows its WHERE clause names, moves exactly those and records an event for each,
+so an event exists if and only if its change committed.
 """
 
 import functools
@@ -15,12 +20,15 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import DateTimeField, F, Q, Value
 from django.db.models.functions import Coalesce
 
-from orders.models import Order
+from orders.events import events_record
+from orders.models import Order, OrderEvent
 
 S = Order.Status
+E = OrderEvent.Name
 IMMEDIATE = (Order.TimeInForce.IOC, Order.TimeInForce.FOK)
 
 # --- Internal matching (the caller holds the instrument lock and the rows) ----------
@@ -58,6 +66,41 @@ def order_finish_match_pass(order: Order, now: datetime) -> set[str]:
 
 def order_save(order: Order, fields: Iterable[str]) -> None:
     order.save_changes(*sorted(fields))
+
+
+def orders_save_match_pass(changed: dict, filled: Iterable, now: datetime) -> None:
+    """Save a matching pass (``{order: fields}``, rows locked) and record the fills' events.
+
+    An order fully matched internally is ``matched``; one partly matched is
+    ``partially_filled``: its filled quantity grew, as with a venue fill (SPEC §9
+    counts internal matches as executions). One event per order per pass.
+    """
+    for order, fields in changed.items():
+        order_save(order, fields)
+    events_record(
+        ((order, E.MATCHED if order.status == S.MATCHED else E.PARTIALLY_FILLED) for order in filled), now
+    )
+
+
+def order_created(order: Order) -> None:
+    """A new order was inserted (the caller's transaction): its ``accepted`` event."""
+    events_record([(order, E.ACCEPTED)], order.created_at)
+
+
+def _move(rows, name: str | None, now: datetime, **changes) -> int:
+    """Compare-and-set: lock the orders ``rows`` selects, move exactly those, record ``name`` for each.
+
+    The locking read takes the rows in key order (as matching does); the UPDATE then
+    names them by key, so the events are for exactly the rows that moved.
+    """
+    with transaction.atomic():
+        ids = list(rows.select_for_update().order_by("pk").values_list("pk", flat=True))
+        if not ids:
+            return 0
+        moved = Order.objects.filter(pk__in=ids).update(**changes)
+        if name is not None:
+            events_record(((order, name) for order in Order.objects.filter(pk__in=ids).order_by("pk")), now)
+    return moved
 
 
 # --- Exchange claims and outcomes (compare-and-set) ------------------------------------
@@ -103,7 +146,9 @@ def orders_accept(attempts: list[tuple], now: datetime) -> int:
     """
     if not attempts:
         return 0
-    return Order.objects.filter(_current(attempts)).update(**_submitted(F("remaining_quantity"), now))
+    return _move(
+        Order.objects.filter(_current(attempts)), E.SUBMITTED, now, **_submitted(F("remaining_quantity"), now)
+    )
 
 
 def order_accept_other_quantity(order_id, attempt: int, quantity: int, now: datetime) -> int:
@@ -112,7 +157,10 @@ def order_accept_other_quantity(order_id, attempt: int, quantity: int, now: date
     The exchange's figure becomes the placed quantity, as the truth about what is
     live there; the caller reports the difference.
     """
-    return Order.objects.filter(_current([(order_id, attempt)])).update(
+    return _move(
+        Order.objects.filter(_current([(order_id, attempt)])),
+        E.SUBMITTED,
+        now,
         **_submitted(Value(quantity), now),
         last_error=f"The exchange holds {quantity}, not the remainder that was sent",
     )
@@ -142,7 +190,10 @@ def order_return_to_book(order_id, attempt: int, *, retry_at: datetime, error: s
 
 def order_fail(order_id, attempt: int, *, reason: str, error: str, now: datetime) -> int:
     """Placement gave up on an order the exchange definitely does not hold: FAILED."""
-    return Order.objects.filter(_current([(order_id, attempt)])).update(
+    return _move(
+        Order.objects.filter(_current([(order_id, attempt)])),
+        E.FAILED,
+        now,
         status=S.FAILED,
         failure_reason=reason,
         last_error=error,
@@ -171,8 +222,11 @@ def order_apply_venue(
     ``fields`` are the public fields the fold computed (status, filled, remaining,
     cancelled); the order is out of flight once the venue has answered about it.
     With ``save=False`` only the instance changes: the caller writes ``VENUE_FIELDS``
-    (the batch apply writes each order once per batch).
+    (the batch apply writes each order once per batch). Its event, if the change is
+    one a client sees, is named by ``_venue_event`` and recorded in the caller's
+    transaction either way, with the order as it is after this report.
     """
+    before = (order.status, order.filled_quantity)
     order.status = fields.status
     order.filled_quantity = fields.filled_quantity
     order.filled_notional = order.matched_notional + venue_notional
@@ -187,6 +241,23 @@ def order_apply_venue(
     order.updated_at = now
     if save:
         order.save(update_fields=VENUE_FIELDS)
+    name = _venue_event(*before, order)
+    if name is not None:
+        events_record([(order, name)], now)
+
+
+def _venue_event(status_before: str, filled_before: int, order: Order) -> str | None:
+    """The event a venue report makes of an order's change, or None when a client sees none."""
+    final = {S.FILLED: E.FILLED, S.CANCELLED: E.CANCELLED, S.EXPIRED: E.EXPIRED, S.REJECTED: E.REJECTED}
+    if order.status in final:
+        return final[order.status] if order.status != status_before else None
+    if status_before == S.PENDING_CANCEL and order.status != S.PENDING_CANCEL:
+        return E.CANCEL_REJECTED  # back to working: the venue refused the cancel
+    if order.filled_quantity > filled_before:
+        return E.PARTIALLY_FILLED
+    if order.status == S.SUBMITTED and status_before != S.SUBMITTED:
+        return E.SUBMITTED
+    return None
 
 
 VENUE_FIELDS = (
@@ -253,18 +324,17 @@ def order_cancel_in_book(order_id, now: datetime) -> int:
     It waits for a matching pass holding the row and then sees its outcome, and it
     cannot overtake a claim for the exchange.
     """
-    return (
-        Order.objects.working()
-        .filter(pk=order_id, in_flight=False)
-        .update(
-            status=S.CANCELLED,
-            # In our book nothing is placed: what is not filled is what is cancelled.
-            cancelled_quantity=F("quantity") - F("filled_quantity"),
-            remaining_quantity=0,
-            needs_match=False,
-            route_at=None,
-            updated_at=now,
-        )
+    return _move(
+        Order.objects.working().filter(pk=order_id, in_flight=False),
+        E.CANCELLED,
+        now,
+        status=S.CANCELLED,
+        # In our book nothing is placed: what is not filled is what is cancelled.
+        cancelled_quantity=F("quantity") - F("filled_quantity"),
+        remaining_quantity=0,
+        needs_match=False,
+        route_at=None,
+        updated_at=now,
     )
 
 
@@ -284,6 +354,8 @@ def order_reprocess(order: Order, *, awaiting_venue: bool = False) -> None:
     order.route_at = None
     order.first_attempt_at = None
     order_save(order, REPROCESS_FIELDS)
+    # It works again as if it had just arrived: to a client, accepted again.
+    events_record([(order, E.ACCEPTED)], order.updated_at)
 
 
 def order_reconcile_held(order: Order, quantity: int) -> None:
@@ -296,3 +368,4 @@ def order_reconcile_held(order: Order, quantity: int) -> None:
     order.in_flight = False
     order.route_at = None
     order_save(order, RECONCILE_FIELDS)
+    events_record([(order, E.SUBMITTED)], order.updated_at)

@@ -28,6 +28,7 @@ from django.utils import timezone
 from exchange.fix.django_store import RECORD_COLUMNS
 from exchange.models import ExecutionReportRecord, OutboxMessage
 from orders import reports, transitions
+from orders.events import events_batch
 from orders.models import CancelRequest, Execution, Order, PlacementAttempt, QuarantinedReport, ReportCursor
 from ordersite import metrics
 from ordersite.db import retry_on_deadlock
@@ -155,7 +156,8 @@ def reports_apply_pending(*, limit: int = APPLY_BATCH) -> ApplyResult:
         )
         if not records:
             return ApplyResult()
-        result = _apply(records, timezone.now())
+        with events_batch():
+            result = _apply(records, timezone.now())
         cursor.position = records[-1].id
         cursor.updated_at = timezone.now()
         cursor.save(update_fields=["position", "updated_at"])

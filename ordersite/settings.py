@@ -251,6 +251,18 @@ GATEWAY_RECONCILE_HOOK = env_str("GATEWAY_RECONCILE_HOOK", "orders.venue.venue_r
 # Called by run_gateway after each commit of stored reports, and on a timer: applies them to orders.
 GATEWAY_REPORT_CONSUMER = env_str("GATEWAY_REPORT_CONSUMER", "orders.venue.reports_apply_all")
 
+# --- Order events (SPEC §10, orders/event_stream.py) ----------------------------------------
+# One shared read of the event log per web process this often (with REDIS_URL, Redis wakes it
+# on commit and this poll, ten times slower, is the safety net).
+ORDER_EVENTS_POLL_INTERVAL = env_float("ORDER_EVENTS_POLL_INTERVAL", 0.1)
+# A comment line on every idle stream this often, so proxies keep it open.
+ORDER_EVENTS_HEARTBEAT = env_float("ORDER_EVENTS_HEARTBEAT", 15)
+# An event id still missing after this long is taken as never committing (a rollback) even
+# when the database cannot tell whether a transaction that could hold it is still open.
+ORDER_EVENTS_GAP_TIMEOUT = env_float("ORDER_EVENTS_GAP_TIMEOUT", 10)
+# What prune_order_events keeps by default (e.g. 7d, 12h, 90m).
+ORDER_EVENTS_RETENTION = env_str("ORDER_EVENTS_RETENTION", "7d")
+
 REDIS_URL = os.environ.get("REDIS_URL", "").strip()
 Q_CLUSTER = {
     "name": "orders",

@@ -24,3 +24,9 @@ db=${BENCH_DATABASE_NAME:-orders_bench}
 # shellcheck disable=SC2086
 mariadb $mysql_args -e "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db CHARACTER SET utf8mb4"
 DATABASE_URL="${server_url%/}/$db" .venv/bin/python -m bench.run
+# BENCH_EVENTS=1: the order event stream too (bench/events.py: 1,000 idle streams, delivery latency).
+if [[ ${BENCH_EVENTS:-0} == 1 ]]; then
+  # shellcheck disable=SC2086
+  mariadb $mysql_args -e "DROP DATABASE IF EXISTS ${db}_events; CREATE DATABASE ${db}_events CHARACTER SET utf8mb4"
+  DATABASE_URL="${server_url%/}/${db}_events" .venv/bin/python -m bench.events
+fi

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PORT=${PORT:-8000}
-# Metrics: one directory shared by gunicorn and the cluster, emptied before they start.
+# Metrics: one directory shared by the web workers and the cluster, emptied before they start.
 export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus}
 mkdir -p "$PROMETHEUS_MULTIPROC_DIR" && find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete
 
@@ -27,8 +27,11 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-.venv/bin/gunicorn ordersite.wsgi --bind "127.0.0.1:$PORT" --workers "${WEB_CONCURRENCY:-2}" \
-  --access-logfile - --graceful-timeout 10 &
+# The ASGI application under uvicorn serves the whole API, the back office (static files
+# through WhiteNoise) and the order event stream (SPEC §10), whose idle connections hold
+# no worker. Open streams are cut after 5 s on shutdown; clients resume with Last-Event-ID.
+.venv/bin/uvicorn ordersite.asgi:application --host 127.0.0.1 --port "$PORT" \
+  --workers "${WEB_CONCURRENCY:-2}" --timeout-graceful-shutdown 5 &
 pids+=($!)
 $PY manage.py qcluster &
 pids+=($!)

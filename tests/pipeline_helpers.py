@@ -101,7 +101,26 @@ def database_url() -> str:
     return f"mysql://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 3306}/{db['NAME']}"
 
 
-class Cluster:
+class ProcessGroupChild:
+    """A process started in its own process group (``self.process``), killable like a crashed host."""
+
+    process = None
+    stop_timeout = 15
+
+    def kill(self):
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Cluster(ProcessGroupChild):
     """`manage.py qcluster` in its own process group, killable like a crashed host."""
 
     def __init__(self, **env):
@@ -132,14 +151,67 @@ class Cluster:
             stderr=subprocess.DEVNULL,
         )
 
-    def kill(self):
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
 
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WebServer(ProcessGroupChild):
+    """The ASGI application under uvicorn on the test database, killable like a crashed host."""
+
+    stop_timeout = 10
+
+    def __init__(self, **env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "ordersite.settings",
+            "DATABASE_URL": database_url(),
+            "EXCHANGE_TRANSPORT": "inprocess",
+            "LOG_LEVEL": "WARNING",
+            "API_THROTTLE_USER": "off",
+            **{key: str(value) for key, value in env.items()},
+        }
+        self.process = None
+
+    def start(self, timeout: float = 30) -> "WebServer":
+        import urllib.error
+        import urllib.request
+
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "ordersite.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+                "--lifespan",
+                "off",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+                urllib.request.urlopen(f"{self.url}/healthz", timeout=1).read()
+                return self
+            except urllib.error.HTTPError:  # answering (a 503 without a cluster is fine here)
+                return self
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError("uvicorn exited at start") from None
+                time.sleep(0.1)
+        raise RuntimeError("uvicorn did not answer /healthz")

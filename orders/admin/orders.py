@@ -36,6 +36,7 @@ from orders.errors import OrderError
 from orders.isin import is_valid_isin
 from orders.models import Order, PlacementAttempt
 from orders.reports import OrdStatus
+from orders.selectors import order_event_last_id
 from orders.services import order_cancel, order_reprocess
 
 # How many per-order "skipped" messages one action shows before summarising the rest.
@@ -407,7 +408,11 @@ class OrderAdmin(BackOfficeModelAdmin):
         if not is_valid_isin(isin):
             raise Http404(f"{isin!r} is not an ISIN")
         context = self._book_context(
-            request, title=f"Order book {isin}", book=order_book_for_instrument(isin=isin)
+            request,
+            title=f"Order book {isin}",
+            book=order_book_for_instrument(isin=isin),
+            # The page follows the event stream from here: nothing between render and connect is missed.
+            last_event_id=order_event_last_id(),
         )
         return TemplateResponse(request, "admin/orders/order/book.html", context)
 
