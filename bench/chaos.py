@@ -1,6 +1,6 @@
 """`make chaos`: real processes, real faults, and a count of what every client was promised.
 
-On a throwaway MariaDB, with gunicorn, the django-q2 cluster, the FIX venue
+On a throwaway MariaDB, with uvicorn (the ASGI app, serving the order event stream), the django-q2 cluster, the FIX venue
 (``run_venue``, a journal of its own) and our FIX gateway (``run_gateway``)
 running, a load generator posts orders (retrying with the same client_order_id
 when a request breaks) while the run injects, in turn, mid-stream: a SIGKILL of
@@ -14,6 +14,9 @@ Then it waits for every order to be final and prints, per fault, what was
 accepted, settled, failed, lost and doubled, for how many orders our venue fills
 or placed quantity differ from the venue's journal, and for how many the
 in-process exchange's ledger holds another quantity than ``placed_quantity``.
+One follower per client reads ``GET /orders/events`` throughout, resuming with
+Last-Event-ID after every drop (web kills, the MySQL crash); at the end their
+events are compared with the event log: events missed and events repeated, per phase.
 Loopback only; every phase is bounded; it stops by itself.
 
 ``CHAOS_PHASES`` (comma-separated names of PHASES, default all) runs only some.
@@ -35,8 +38,8 @@ import time
 from pathlib import Path
 
 from bench.common import (
-    GUNICORN,
     PY,
+    UVICORN,
     ProcessGroup,
     api_token,
     check_invariants,
@@ -44,6 +47,7 @@ from bench.common import (
     query,
     run_manage,
 )
+from bench.stream_follower import StreamFollower, event_log_rows
 
 PORT = int(os.environ.get("CHAOS_PORT", "8766"))
 PHASE_SECONDS = float(os.environ.get("CHAOS_PHASE_SECONDS", "20"))
@@ -235,13 +239,29 @@ class Drill:
 
     def __init__(self, env, mysql, token):
         self.env, self.mysql = env, mysql
+        # As `make run` serves it: the ASGI app under uvicorn, whose supervisor restarts a dead worker.
         self.web = ProcessGroup(
-            "chaos-web", [GUNICORN, "ordersite.wsgi", "--bind", f"127.0.0.1:{PORT}", "--workers", "2"], env
+            "chaos-web",
+            [
+                UVICORN,
+                "ordersite.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(PORT),
+                "--workers",
+                "2",
+                "--timeout-graceful-shutdown",
+                "2",
+            ],
+            env,
         )
         self.cluster = ProcessGroup("chaos-cluster", [PY, "manage.py", "qcluster"], env)
         self.venue = ProcessGroup("chaos-venue", [PY, "manage.py", "run_venue"], env)
         self.gateway = ProcessGroup("chaos-gateway", [PY, "manage.py", "run_gateway"], env)
         self.load = Load(token)
+        # One event stream per client (they share the drill's token), from the first event on.
+        self.followers = [StreamFollower(f"http://127.0.0.1:{PORT}", token, since=0) for _ in range(CLIENTS)]
 
     def start(self):
         self.venue.start()
@@ -297,24 +317,44 @@ class Drill:
         wait_for_port(int(env["VENUE_PORT"]))
         log(f"venue restarted ({label})")
 
+    def web_workers(self):
+        """The uvicorn supervisor's worker processes (multiprocessing children, not its resource tracker)."""
+        children = subprocess.run(
+            ["pgrep", "-P", str(self.web.process.pid)], text=True, capture_output=True
+        ).stdout.split()
+        workers = []
+        for pid in map(int, children):
+            try:
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    workers.append(pid)
+            except FileNotFoundError:
+                pass
+        return workers
+
     def kill_web_workers_mid_request(self, times=5):
-        """SIGKILL a web worker while it is running (a sync worker runs only inside a request)."""
+        """SIGKILL a web worker while it is running, five times.
+
+        An idle async worker sleeps in its event loop; one in state R is serving a
+        request (or waking its event streams), so requests in it break (the clients
+        retry) and the event streams it holds are cut (the followers resume).
+        """
         before = self.load.errors
+        reconnects = sum(follower.reconnects for follower in self.followers)
         killed = 0
         deadline = time.monotonic() + PHASE_SECONDS / 2
         while killed < times and time.monotonic() < deadline:
-            workers = subprocess.run(
-                ["pgrep", "-P", str(self.web.process.pid)], text=True, capture_output=True
-            ).stdout.split()
-            busy = [pid for pid in map(int, workers) if _proc_state(pid) == "R"]
+            busy = [pid for pid in self.web_workers() if _proc_state(pid) == "R"]
             if busy:
-                os.kill(busy[0], signal.SIGKILL)  # the master forks a new one
+                os.kill(busy[0], signal.SIGKILL)  # the supervisor starts a new one
                 killed += 1
                 time.sleep(1.0)
             else:
                 time.sleep(0.001)
         time.sleep(1.0)
-        log(f"killed {killed} busy web workers; {self.load.errors - before} client requests broke (retried)")
+        log(
+            f"killed {killed} busy web workers; {self.load.errors - before} client requests broke (retried);"
+            f" event streams resumed {sum(f.reconnects for f in self.followers) - reconnects} times"
+        )
 
     def crash_mysql(self):
         self.mysql.crash_and_restart()
@@ -552,10 +592,63 @@ COLUMNS = [
     ("dup", 5),
     ("fills≠venue", 13),
     ("ledger≠placed", 15),
+    ("ev missed", 11),
+    ("ev repeated", 13),
     ("max settle s", 14),
 ]
-COUNTS = ["accepted", "settled", "failed", "lost", "working", "dup", "venue", "mismatch"]
-FAILING = ["lost", "working", "dup", "venue", "mismatch"]
+COUNTS = [
+    "accepted",
+    "settled",
+    "failed",
+    "lost",
+    "working",
+    "dup",
+    "venue",
+    "mismatch",
+    "ev_missed",
+    "ev_repeated",
+]
+FAILING = ["lost", "working", "dup", "venue", "mismatch", "ev_missed", "ev_repeated"]
+FOLLOW_UP_TIMEOUT = float(os.environ.get("CHAOS_FOLLOW_UP_TIMEOUT", "60"))
+
+
+def follow_up(env, followers):
+    """Wait (bounded) until every follower has seen the log's newest event, then compare each with the log.
+
+    Returns per-order counts of events missed and repeated, summed over the followers
+    (each follows the same client, so one event missed by two followers counts twice),
+    the followers' reports, and how many events they saw that the log does not hold.
+    """
+    rows = event_log_rows(env, "chaos")
+    newest = max((event_id for event_id, _, _ in rows), default=0)
+    deadline = time.monotonic() + FOLLOW_UP_TIMEOUT
+    while time.monotonic() < deadline and any((f.last_id or 0) < newest for f in followers):
+        time.sleep(0.2)
+    caught_up = all((f.last_id or 0) >= newest for f in followers)
+    time.sleep(1)  # an event repeated after the newest would show now
+    log(f"event streams: newest event {newest}, followers at {[f.last_id for f in followers]}")
+    order_of = {event_id: order_id for event_id, order_id, _ in rows}
+    missed, repeated, reports = {}, {}, []
+    for follower in followers:
+        report = follower.report(rows)
+        reports.append(report)
+        for event_id in report.missed:
+            missed[order_of[event_id]] = missed.get(order_of[event_id], 0) + 1
+        counts = {}
+        for event_id, order_id, _ in follower.seen:
+            counts[(event_id, order_id)] = counts.get((event_id, order_id), 0) + 1
+        for (_, order_id), n in counts.items():
+            if n > 1:
+                repeated[order_id] = repeated.get(order_id, 0) + n - 1
+    return {
+        "missed": missed,
+        "repeated": repeated,
+        "reports": reports,
+        "errors": [len(f.errors) for f in followers],
+        "unexpected": sum(len(r.unexpected) for r in reports),
+        "logged": len(rows),
+        "caught_up": caught_up,
+    }
 
 
 class Verdicts:
@@ -597,7 +690,7 @@ class Verdicts:
         return self.ledger.get(order_id, 0) != placed
 
 
-def tally(phase_names, accepted, state):
+def tally(phase_names, accepted, state, stream):
     """One row of counts per phase (orders attributed to the phase their client posted them in), and the total.
 
     Orders nobody was told about (a client gave up), ledger rows and venue orders for
@@ -615,6 +708,8 @@ def tally(phase_names, accepted, state):
             "dup": sum(1 for i in present if verdicts.doubled(i)),
             "venue": sum(1 for i in present if verdicts.venue_problem(i)),
             "mismatch": sum(1 for i in present if verdicts.ledger_mismatch(i)),
+            "ev_missed": sum(stream["missed"].get(i, 0) for i in present),
+            "ev_repeated": sum(stream["repeated"].get(i, 0) for i in present),
         }
 
     table = []
@@ -704,7 +799,10 @@ def main():
     load = drill.load
     log(f"venue on port {env['VENUE_PORT']}, journal {env['VENUE_DB']}")
     drill.start()
+    wait_for_port(PORT)
     time.sleep(4)
+    for follower in drill.followers:
+        follower.start()
     load.start()
     labels = []
     try:
@@ -728,13 +826,16 @@ def main():
     try:
         settle(env)
         state = final_state(env)
+        stream = follow_up(env, drill.followers)
         log(venue_progress(env))
         log(f"gateway session: {gateway_session_stats(env)}")
     finally:
+        for follower in drill.followers:
+            follower.stop()
         drill.stop()
     shutil.rmtree(metrics_dir, ignore_errors=True)
 
-    table, total = tally(["warm-up", *labels, "after faults"], load.accepted, state)
+    table, total = tally(["warm-up", *labels, "after faults"], load.accepted, state, stream)
     print_table(table, total)
     verdicts = Verdicts(state)
     non_terminal = sum(1 for order_id in state["rows"] if verdicts.working(order_id))
@@ -753,11 +854,21 @@ def main():
                 f" held {state['journal']['held'].get(order_id)}"
             )
 
+    print(
+        f"event streams: {len(stream['reports'])} followers, {stream['logged']} events in the log for the drill's"
+        f" client; missed: {total['ev_missed']}, repeated: {total['ev_repeated']}, not in the log: "
+        f"{stream['unexpected']}; caught up: {'yes' if stream['caught_up'] else 'NO'}"
+    )
+    for number, report in enumerate(stream["reports"]):
+        print(f"  follower {number}: {report}; errors {stream['errors'][number]}")
     clean = check_invariants(env, label_width=0)
     failing = [name for name, counts, _ in table if any(counts[key] for key in FAILING)]
-    ok = not failing and clean and total["accepted"] > 0
+    ok = not failing and clean and total["accepted"] > 0 and not stream["unexpected"] and stream["caught_up"]
     if failing:
-        print(f"lost, working, doubled, fills≠venue or ledger≠placed orders in: {', '.join(failing)}")
+        print(
+            "lost, working, doubled, fills≠venue or ledger≠placed orders, or events missed or repeated, in: "
+            + ", ".join(failing)
+        )
     if ok:
         shutil.rmtree(venue_dir, ignore_errors=True)
     else:
