@@ -106,7 +106,9 @@ class StreamFollower:
         while not self._stop.is_set():
             try:
                 self._follow()
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                # ValueError: an event whose data is not JSON; recorded, and the stream resumed
+                # from the last good id (the thread never dies silently).
                 if not self._stop.is_set():
                     self.errors.append(repr(exc))
             if not self._stop.is_set():
@@ -137,7 +139,9 @@ class StreamFollower:
     def _read(self, response) -> None:
         event_id, name, data = None, "message", []
         while not self._stop.is_set():
-            line = response.fp.readline()
+            # Through the response, not its raw socket file: uvicorn sends the stream
+            # chunked, and a chunk boundary may fall inside a line.
+            line = response.readline()
             if not line:
                 return  # the server closed the stream
             line = line.decode().rstrip("\r\n")
