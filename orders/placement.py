@@ -272,7 +272,7 @@ def _record_accepted(accepted: list[Outcome], now: datetime) -> None:
         )
     submitted = transitions.orders_accept([(o.claim.order.pk, o.claim.attempt) for o in as_sent], now)
     submitted += sum(_record_other_quantity(outcome, now) for outcome in other)
-    _finish_attempts(
+    placement_attempts_finish(
         [(o.claim.order.pk, o.claim.attempt) for o in accepted], PlacementAttempt.Outcome.ACCEPTED, now
     )
     metrics.orders_submitted(submitted, (o.claim.order.created_at for o in accepted), now)
@@ -311,7 +311,7 @@ def placement_record_refusal(outcome: Outcome, now: datetime) -> bool:
         status = PlacementAttempt.Outcome.REJECTED
     else:
         status = PlacementAttempt.Outcome.FAILED
-    _finish_attempts([(claim.order.pk, claim.attempt)], status, now, error)
+    placement_attempts_finish([(claim.order.pk, claim.attempt)], status, now, error)
     deadline = settings.EXCHANGE_PLACEMENT_DEADLINE
     first_attempt_at = claim.order.first_attempt_at or now
     if outcome.permanent or (now - first_attempt_at).total_seconds() >= deadline:
@@ -346,8 +346,8 @@ def retry_delay(attempt: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def _finish_attempts(attempts: list[tuple], outcome: str, now: datetime, error: str = "") -> None:
-    """Close the given (order id, attempt number) attempts that are still open."""
+def placement_attempts_finish(attempts: list[tuple], outcome: str, now: datetime, error: str = "") -> None:
+    """Close the given (order id, attempt number) attempts that are still open (both transports)."""
     if not attempts:
         return
     which = functools.reduce(operator.or_, (Q(order_id=pk, number=number) for pk, number in attempts))

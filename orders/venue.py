@@ -30,6 +30,14 @@ from exchange.models import ExecutionReportRecord, OutboxMessage
 from orders import reports, transitions
 from orders.events import events_batch
 from orders.models import CancelRequest, Execution, Order, PlacementAttempt, QuarantinedReport, ReportCursor
+from orders.placement import (
+    NOT_HELD_ERROR,
+    Claim,
+    Outcome,
+    placement_attempts_finish,
+    placement_record_refusal,
+)
+from orders.tasks import enqueue_order_processing
 from ordersite import metrics
 from ordersite.db import retry_on_deadlock
 
@@ -284,7 +292,9 @@ def _apply_one(order: Order, record, executions: list, changed: dict, now: datet
     if new_state.status is None:
         return ""  # nothing the venue said changes our view yet (e.g. a PendingCancel echo)
     if order.in_flight:
-        _finish_attempt(order, PlacementAttempt.Outcome.ACCEPTED, now)
+        placement_attempts_finish(
+            [(order.pk, order.placement_attempts)], PlacementAttempt.Outcome.ACCEPTED, now
+        )
     fields = reports.order_fields(
         quantity=order.quantity,
         matched_quantity=order.matched_quantity,
@@ -317,8 +327,6 @@ def _refused_for_now(order: Order, error: str, now: datetime) -> None:
     """A transient refusal of this attempt: back to the book for a retry (FAILED past the deadline)."""
     if not order.in_flight:
         return
-    from orders.placement import Claim, Outcome
-
     _back_to_book(Outcome(claim=Claim(order, order.placement_attempts), error=error), now)
 
 
@@ -326,8 +334,6 @@ def _not_held(order: Order, now: datetime) -> None:
     """The venue says it does not hold the order: only meaningful for one still in flight."""
     if not order.in_flight:
         return
-    from orders.placement import NOT_HELD_ERROR, Claim, Outcome
-
     claim = Claim(order, order.placement_attempts, status_check=True)
     _back_to_book(
         Outcome(claim=claim, not_held=True, error=NOT_HELD_ERROR.format(attempt=claim.attempt)), now
@@ -336,19 +342,10 @@ def _not_held(order: Order, now: datetime) -> None:
 
 def _back_to_book(outcome, now: datetime) -> None:
     """Record a definite "not at the venue" for the attempt; a returned order is queued for matching."""
-    from orders.placement import placement_record_refusal
-    from orders.tasks import enqueue_order_processing
-
     order = outcome.claim.order
     if placement_record_refusal(outcome, now):
         enqueue_order_processing(order.pk, order.instrument)
     order.refresh_from_db()
-
-
-def _finish_attempt(order: Order, outcome: str, now: datetime) -> None:
-    PlacementAttempt.objects.filter(
-        order=order, number=order.placement_attempts, outcome=PlacementAttempt.Outcome.IN_FLIGHT
-    ).update(outcome=outcome, finished_at=now)
 
 
 def _state(order: Order) -> reports.VenueOrder:
