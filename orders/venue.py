@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from exchange.fix.django_store import RECORD_COLUMNS
 from exchange.models import ExecutionReportRecord, OutboxMessage
+from exchange.services import outbox_cancel, outbox_status_request, outbox_status_requests
 from orders import reports, transitions
 from orders.events import events_batch
 from orders.models import CancelRequest, Execution, Order, PlacementAttempt, QuarantinedReport, ReportCursor
@@ -62,14 +63,12 @@ def venue_send(claims) -> None:
 
     A status question already waiting in the outbox (the gateway is away) is not asked twice.
     """
-    asked = _status_requests_waiting([str(c.order.pk) for c in claims if c.status_check])
+    questions = [str(c.order.pk) for c in claims if c.status_check]
+    waiting = _status_requests_waiting(questions)
+    outbox_status_requests([cl_ord_id for cl_ord_id in questions if cl_ord_id not in waiting])
     rows = []
-    for claim in claims:
+    for claim in (c for c in claims if not c.status_check):
         order = claim.order
-        if claim.status_check:
-            if str(order.pk) not in asked:
-                rows.append(OutboxMessage(kind=OutboxMessage.Kind.STATUS_REQUEST, cl_ord_id=str(order.pk)))
-            continue
         rows.append(
             OutboxMessage(
                 kind=OutboxMessage.Kind.NEW_ORDER,
@@ -89,7 +88,7 @@ def venue_send(claims) -> None:
 def venue_ask_status(order: Order) -> None:
     """An OrderStatusRequest for ``order`` (in the caller's transaction), unless one is waiting already."""
     if not _status_requests_waiting([str(order.pk)]):
-        OutboxMessage.objects.create(kind=OutboxMessage.Kind.STATUS_REQUEST, cl_ord_id=str(order.pk))
+        outbox_status_request(cl_ord_id=str(order.pk), side=order.side)
 
 
 def _status_requests_waiting(cl_ord_ids: list[str]) -> set[str]:
@@ -108,8 +107,7 @@ def venue_cancel(order: Order, now: datetime) -> bool:
         if not transitions.order_request_venue_cancel(order.pk, now):
             return False
         request = CancelRequest.objects.create(order_id=order.pk, cl_ord_id=f"C{uuid.uuid4().hex}")
-        OutboxMessage.objects.create(
-            kind=OutboxMessage.Kind.CANCEL,
+        outbox_cancel(
             cl_ord_id=request.cl_ord_id,
             orig_cl_ord_id=str(order.pk),
             side=order.side,

@@ -337,3 +337,18 @@ def test_reprocess_of_an_order_the_venue_holds_follows_the_venue():
         100,
         False,
     )
+
+
+def test_lost_answer_is_asked_about_once_while_the_question_waits_and_the_order_stays_in_flight():
+    order = _sent(100)
+    question = RoutePlan(order.pk, order.instrument, timezone.now(), recover=True, attempt=1)
+
+    placement_send(plans=[question])
+    placement_send(plans=[question])  # the gateway is away: the first question still waits
+
+    order.refresh_from_db()
+    assert order.in_flight and order.status == S.OPEN
+    assert list(OutboxMessage.objects.order_by("id").values_list("kind", flat=True)) == [
+        "new_order",
+        "status_request",
+    ]
