@@ -200,15 +200,28 @@ class Venue:
 
     def _send_transient_refusal(self, message: Message) -> None:
         """Nothing is held: the same ClOrdID may be sent again."""
+        self._send_not_held(
+            message,
+            "T",
+            ExecType.Rejected,
+            OrdRejReason.Other,
+            TRANSIENT_TEXT,
+            (Tag.Symbol, Tag.Side, Tag.OrderQty),
+        )
+
+    def _send_not_held(
+        self, message: Message, prefix: str, exec_type: str, reason: str, text: str, echoed: tuple
+    ) -> None:
+        """An ExecutionReport about an order the venue does not hold (OrdStatus=8, nothing journaled)."""
         body: list[tuple[int, FieldValue]] = [
             (Tag.OrderID, "NONE"),
             (Tag.ClOrdID, message.get(Tag.ClOrdID)),
-            (Tag.ExecID, f"T{uuid.uuid4().hex}"),
-            (Tag.ExecType, ExecType.Rejected),
+            (Tag.ExecID, f"{prefix}{uuid.uuid4().hex}"),
+            (Tag.ExecType, exec_type),
             (Tag.OrdStatus, OrdStatus.Rejected),
-            (Tag.OrdRejReason, OrdRejReason.Other),
+            (Tag.OrdRejReason, reason),
         ]
-        for tag in (Tag.Symbol, Tag.Side, Tag.OrderQty):
+        for tag in echoed:
             if message.get(tag):
                 body.append((tag, message.get(tag)))
         body += [
@@ -216,7 +229,7 @@ class Venue:
             (Tag.CumQty, 0),
             (Tag.AvgPx, 0),
             (Tag.TransactTime, utc_timestamp()),
-            (Tag.Text, TRANSIENT_TEXT),
+            (Tag.Text, text),
         ]
         self.session.send(MsgType.ExecutionReport, body)
 
@@ -332,25 +345,14 @@ class Venue:
         if order is not None:
             self._send_report(order, ExecType.OrderStatus, journal=False)
             return
-        body: list[tuple[int, FieldValue]] = [
-            (Tag.OrderID, "NONE"),
-            (Tag.ClOrdID, cl_ord_id),
-            (Tag.ExecID, f"S{uuid.uuid4().hex}"),
-            (Tag.ExecType, ExecType.OrderStatus),
-            (Tag.OrdStatus, OrdStatus.Rejected),
-            (Tag.OrdRejReason, OrdRejReason.UnknownOrder),
-        ]
-        for tag in (Tag.Symbol, Tag.Side):
-            if message.get(tag):
-                body.append((tag, message.get(tag)))
-        body += [
-            (Tag.LeavesQty, 0),
-            (Tag.CumQty, 0),
-            (Tag.AvgPx, 0),
-            (Tag.TransactTime, utc_timestamp()),
-            (Tag.Text, UNKNOWN_ORDER_TEXT),
-        ]
-        self.session.send(MsgType.ExecutionReport, body)
+        self._send_not_held(
+            message,
+            "S",
+            ExecType.OrderStatus,
+            OrdRejReason.UnknownOrder,
+            UNKNOWN_ORDER_TEXT,
+            (Tag.Symbol, Tag.Side),
+        )
 
     # --- order life --------------------------------------------------------------------
 
