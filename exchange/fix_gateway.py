@@ -5,21 +5,25 @@ application message is queued into the store and committed with the sequence num
 that counts it, one transaction per chunk read from the socket; outbox rows go out
 in ``id`` order, marked sent in the transaction that stores the outbound message. On
 every logon, once gaps are recovered, it asks the venue about every order it may
-hold (reconcile). Blocking database calls on the event loop are deliberate: while a
-commit runs, the socket buffers, and the next read is a bigger batch.
+hold (reconcile). The order side applies the stored reports in a child process
+(``ReportApplier``), woken through a pipe after every commit that stored some.
+Blocking database calls on the event loop are deliberate: while a commit runs, the
+socket buffers, and the next read is a bigger batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
-import threading
-import time
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import F
 from django.utils import timezone
@@ -54,10 +58,9 @@ class GatewayConfig:
     status_interval: float = 1.0
     # More ClOrdIDs to ask about on logon (the order side's in-flight orders).
     reconcile_hook: Callable[[], Iterable[str]] | None = None
-    # Applies stored reports to the order side (returns how many); run on a thread of
-    # its own, woken by every commit that stored reports and at least this often.
-    report_consumer: Callable[[], int] | None = None
-    consumer_interval: float = 0.2
+    # The manage.py command that applies stored reports to the order side, kept running
+    # as this process's child (``ReportApplier``); empty: none.
+    report_applier: str = ""
 
     @property
     def session_name(self) -> str:
@@ -105,6 +108,63 @@ def outbox_fix_message(row: OutboxMessage) -> tuple[str, list[tuple[int, FieldVa
     raise ValueError(f"kind {row.kind!r} not known")
 
 
+class ReportApplier:
+    """The child process that applies stored reports: ``manage.py <command> --wake-on-stdin``.
+
+    An interpreter of its own, so applying never competes with reading the socket for
+    one GIL. ``wake`` writes a byte to its stdin (never blocking: a full pipe already
+    holds a wake-up); the child ends at end of stdin, so it never outlives this process,
+    even one killed with SIGKILL. ``check`` starts it again if it died.
+    """
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(settings.BASE_DIR / "manage.py"), self.command, "--wake-on-stdin"],
+            cwd=settings.BASE_DIR,
+            stdin=subprocess.PIPE,
+            stdout=sys.stderr,
+        )
+        os.set_blocking(self.process.stdin.fileno(), False)
+        self.starts += 1
+        logger.info("FIX gateway: report applier %s started (pid %s)", self.command, self.process.pid)
+
+    def wake(self) -> None:
+        if self.process is None:
+            return
+        try:
+            os.write(self.process.stdin.fileno(), b"\n")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+        except OSError:
+            pass  # it died: check() starts it again
+
+    def check(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            logger.error(
+                "FIX gateway: report applier exited with %s; starting it again", self.process.returncode
+            )
+            self.process.stdin.close()
+            self.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close its stdin (it finishes its batch and exits); SIGKILL after ``timeout``."""
+        if self.process is None:
+            return
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            logger.error("FIX gateway: report applier did not stop within %s s; killing it", timeout)
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
 def backoff_delay(failures: int, base: float, cap: float, rng: random.Random) -> float:
     """Exponential with equal jitter: half of ``min(cap, base * 2**(failures-1))`` fixed, half random."""
     delay = min(cap, base * 2 ** max(0, failures - 1))
@@ -126,7 +186,7 @@ class Gateway:
         self.logged_on_since = None
         self.application_duplicates = 0
         self._published: Counter[str] = Counter()
-        self._reports_waiting = threading.Event()
+        self.applier = ReportApplier(config.report_applier) if config.report_applier else None
 
     # --- session callbacks -----------------------------------------------------------
 
@@ -141,7 +201,8 @@ class Gateway:
 
     def _on_commit(self, result: CommitResult) -> None:
         if result.stored:
-            self._reports_waiting.set()
+            if self.applier is not None:
+                self.applier.wake()
             self.metrics.reports_stored.inc(len(result.stored))
             lag = self.metrics.lag
             for record in result.stored:
@@ -166,13 +227,14 @@ class Gateway:
             schedule=loop.call_soon,
             on_logon=self._on_logon,
         )
-        if self.config.report_consumer is not None:
-            threading.Thread(target=self._consume_forever, name="report-consumer", daemon=True).start()
         tasks = [
             asyncio.create_task(self._connection_loop(), name="fix-connection"),
             asyncio.create_task(self._outbox_loop(), name="fix-outbox"),
             asyncio.create_task(self._status_loop(), name="fix-status"),
         ]
+        if self.applier is not None:
+            self.applier.start()
+            tasks.append(asyncio.create_task(self._applier_loop(), name="report-applier"))
         try:
             await stop.wait()
         finally:
@@ -198,6 +260,8 @@ class Gateway:
             session.flush()
         except Exception:
             logger.exception("FIX gateway: final commit failed; the venue resends what it was")
+        if self.applier is not None:
+            self.applier.stop()
         self._publish_status()
 
     async def _connection_loop(self) -> None:
@@ -235,23 +299,13 @@ class Gateway:
                 backoff_delay(failures, self.config.reconnect_base, self.config.reconnect_cap, self.rng)
             )
 
-    def _consume_forever(self) -> None:
-        """Hand stored reports to the order side, batch after batch; any error is logged and retried.
-
-        A thread of its own with its own database connection: applying a batch never
-        holds up reading the socket. Stopping mid-batch rolls it back; the consumer's
-        cursor then still points before it.
-        """
+    async def _applier_loop(self) -> None:
         while True:
-            self._reports_waiting.wait(self.config.consumer_interval)
-            self._reports_waiting.clear()
+            await asyncio.sleep(1.0)
             try:
-                close_old_connections()
-                self.config.report_consumer()
+                self.applier.check()
             except Exception:
-                logger.exception("FIX gateway: applying stored reports failed; retrying")
-                connection.close()
-                time.sleep(1.0)
+                logger.exception("FIX gateway: report applier not started; trying again")
 
     def _recover_store(self) -> None:
         self.store_failed = False

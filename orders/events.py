@@ -2,9 +2,12 @@
 
 ``events_record`` renders each order as the API shows it and inserts its events in
 the caller's transaction, one multi-row INSERT per call, or per ``events_batch()``
-block where a transition runs many times in one transaction (venue reports). After
-the commit, with ``REDIS_URL``, one message wakes the streams (``orders/event_stream.py``);
-that publish never raises into the caller.
+block where a transition runs many times in one transaction (venue reports). In a
+block, an event that repeats the order's event before it (a second
+``partially_filled``) replaces that one: the state in between is never committed,
+so no reader could have seen it, and a backlog of fills becomes one event per order
+and batch. After the commit, with ``REDIS_URL``, one message wakes the streams
+(``orders/event_stream.py``); that publish never raises into the caller.
 """
 
 import contextlib
@@ -37,28 +40,55 @@ def order_payload(order: Order) -> str:
 
 
 def events_record(changes: Iterable[tuple[Order, str]], now: datetime | None = None) -> int:
-    """Insert one event per ``(order, event name)``, the order as it is now; returns how many."""
+    """Record one event per ``(order, event name)``, the order as it is now; returns how many."""
     now = now or timezone.now()
-    rows = [
-        OrderEvent(
-            order_id=order.pk,
-            owner_id=order.owner_id,
-            name=name,
-            instrument=order.instrument,
-            status=order.status,
-            payload=order_payload(order),
-            created_at=now,
-        )
-        for order, name in changes
-    ]
-    if not rows:
-        return 0
     batch = getattr(_local, "batch", None)
     if batch is not None:
-        batch.extend(rows)
-    else:
-        events_insert(rows)
+        return batch.record(changes, now)
+    rows = [_event(order, name, now) for order, name in changes]
+    events_insert(rows)
     return len(rows)
+
+
+def _event(order: Order, name: str, now: datetime) -> OrderEvent:
+    return OrderEvent(
+        order_id=order.pk,
+        owner_id=order.owner_id,
+        name=name,
+        instrument=order.instrument,
+        status=order.status,
+        payload=order_payload(order),
+        created_at=now,
+    )
+
+
+class _Batch:
+    """The events of one ``events_batch()`` block: snapshots of the orders, rendered at its end."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, datetime, dict]] = []  # (name, when, the order's field values)
+        self.latest: dict = {}  # order pk -> index of its latest entry
+
+    def record(self, changes: Iterable[tuple[Order, str]], now: datetime) -> int:
+        count = 0
+        for order, name in changes:
+            entry = (name, now, order.__dict__.copy())
+            index = self.latest.get(order.pk)
+            if index is not None and self.entries[index][0] == name:
+                self.entries[index] = entry  # the same event again: only the newer state is committed
+            else:
+                self.latest[order.pk] = len(self.entries)
+                self.entries.append(entry)
+            count += 1
+        return count
+
+    def rows(self) -> list[OrderEvent]:
+        rows = []
+        for name, now, values in self.entries:
+            order = Order.__new__(Order)
+            order.__dict__.update(values)
+            rows.append(_event(order, name, now))
+        return rows
 
 
 @contextlib.contextmanager
@@ -70,13 +100,13 @@ def events_batch():
     if getattr(_local, "batch", None) is not None:
         yield  # already batching: the outer block inserts
         return
-    _local.batch = []
+    _local.batch = _Batch()
     try:
         yield
-        rows = _local.batch
+        batch = _local.batch
     finally:
         _local.batch = None
-    events_insert(rows)
+    events_insert(batch.rows())
 
 
 def events_insert(rows: list[OrderEvent]) -> None:

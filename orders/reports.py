@@ -1,7 +1,8 @@
 """Folds a FIX venue's execution reports into one order's venue-side state (SPEC §9).
 
-Pure standard library, like ``matching/engine.py``: the gateway parses reports, this
-module decides what each one means, and the database side writes what ``fold`` returns.
+Pure, like ``matching/engine.py`` (the standard library, and ``immutables`` for a
+persistent set): the gateway parses reports, this module decides what each one means,
+and the database side writes what ``fold`` returns.
 
 The rules, so that duplicates, PossDup resends, replays and shuffled batches all end
 in the state the venue's own stream gives when applied once, in order:
@@ -45,6 +46,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+
+from immutables import Map
 
 ZERO = Decimal(0)
 PRICE_STEP = Decimal("0.0001")  # as Order.average_match_price
@@ -160,7 +163,10 @@ class VenueOrder:
     CumQty it reported (final once terminal); ``filled_quantity`` and ``notional``
     sum the executions received, whose CumQty slices ``slices`` covers (merged).
     ``applied`` holds the ExecIDs of every execution report folded but status
-    answers; ``cancels`` the cancel requests made, ``cancel_rejects`` those refused.
+    answers, as a persistent set (an ``immutables.Map`` of ExecID to None: adding one
+    shares the rest, so a fill costs the same on an order's ten-thousandth as on its
+    first, where a frozenset copied them all); ``cancels`` the cancel requests made,
+    ``cancel_rejects`` those refused.
     """
 
     cl_ord_id: str
@@ -169,7 +175,7 @@ class VenueOrder:
     cum_qty: int = 0
     filled_quantity: int = 0
     notional: Decimal = ZERO
-    applied: frozenset[str] = frozenset()
+    applied: Map = Map()
     slices: tuple[tuple[int, int], ...] = ()
     cancels: frozenset[str] = frozenset()
     cancel_rejects: frozenset[str] = frozenset()
@@ -232,9 +238,7 @@ def restore(
     turns that no-op into an effect marked ``duplicate``.
     """
     executions = list(executions)
-    slices = ()
-    for execution in executions:
-        slices = _cover(slices, execution.cum_qty - execution.quantity, execution.cum_qty)
+    slices = _merged((e.cum_qty - e.quantity, e.cum_qty) for e in executions)
     return VenueOrder(
         cl_ord_id=cl_ord_id,
         quantity=quantity,
@@ -242,11 +246,16 @@ def restore(
         cum_qty=cum_qty,
         filled_quantity=sum(e.quantity for e in executions),
         notional=sum((e.quantity * e.price for e in executions), ZERO),
-        applied=frozenset(applied) | {e.exec_id for e in executions},
+        applied=exec_id_set([*applied, *(e.exec_id for e in executions)]),
         slices=slices,
         cancels=frozenset(cancels),
         cancel_rejects=frozenset(cancel_rejects),
     )
+
+
+def exec_id_set(exec_ids: Iterable[str]) -> Map:
+    """ExecIDs as ``VenueOrder.applied`` holds them."""
+    return Map((exec_id, None) for exec_id in exec_ids)
 
 
 def cancel_requested(state: VenueOrder, cancel_id: str) -> VenueOrder:
@@ -289,7 +298,7 @@ def fold(state: VenueOrder, report: Report) -> tuple[VenueOrder, Effect]:
         filled_quantity=filled,
         notional=notional,
         cancels=cancels,
-        applied=state.applied if _is_status_answer(report) else state.applied | {report.exec_id},
+        applied=state.applied if _is_status_answer(report) else state.applied.set(report.exec_id, None),
         slices=slices,
     )
     effect = Effect(executions=executions, status=_changed(state, new), missing_quantity=new.missing_quantity)
@@ -390,8 +399,13 @@ def _says_not_held(report: Report) -> bool:
 
 
 def _cover(slices, start: int, end: int) -> tuple[tuple[int, int], ...]:
+    return _merged((*slices, (start, end)))
+
+
+def _merged(ranges: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Ranges (lo, hi], sorted, with those that touch joined into one."""
     merged = []
-    for lo, hi in sorted((*slices, (start, end))):
+    for lo, hi in sorted(ranges):
         if merged and merged[-1][1] == lo:
             merged[-1] = (merged[-1][0], hi)
         else:

@@ -248,8 +248,9 @@ GATEWAY_RECONNECT_CAP = env_float("GATEWAY_RECONNECT_CAP", 30)
 GATEWAY_OUTBOX_POLL = env_float("GATEWAY_OUTBOX_POLL", 0.02)
 GATEWAY_OUTBOX_BATCH = env_int("GATEWAY_OUTBOX_BATCH", 500)
 GATEWAY_RECONCILE_HOOK = env_str("GATEWAY_RECONCILE_HOOK", "orders.venue.venue_reconcile_ids")
-# Called by run_gateway after each commit of stored reports, and on a timer: applies them to orders.
-GATEWAY_REPORT_CONSUMER = env_str("GATEWAY_REPORT_CONSUMER", "orders.venue.reports_apply_all")
+# The manage.py command run_gateway keeps running as its child to apply stored reports to
+# orders, woken after each commit that stored some ("" for none: run it yourself).
+GATEWAY_REPORT_APPLIER = env_str("GATEWAY_REPORT_APPLIER", "apply_venue_reports")
 
 # --- Order events (SPEC §10, orders/event_stream.py) ----------------------------------------
 # One shared read of the event log per web process this often (with REDIS_URL, Redis wakes it

@@ -86,6 +86,29 @@ def test_acceptance_fills_and_the_final_fill_are_events_and_a_duplicate_is_none(
     assert OrderEvent.objects.filter(order_id=order.pk).last().payload.count('"filled_quantity":100') == 1
 
 
+def test_fills_applied_in_one_batch_are_one_event_per_order_with_the_state_after_them(session):
+    first, second = _sent(100), _sent(100)
+    for order in (first, second):
+        _execution(session, order, "0", "0")
+    _execution(session, first, "F", "1", cum=10, last=10, px=Decimal("10.00"))
+    _execution(session, second, "F", "1", cum=5, last=5, px=Decimal("10.00"))
+    _execution(session, first, "F", "1", cum=30, last=20, px=Decimal("10.00"))
+    _execution(session, first, "F", "1", cum=60, last=30, px=Decimal("10.00"))
+    _execution(session, second, "F", "2", cum=100, last=95, px=Decimal("10.00"))
+    reports_apply_all()
+
+    # Nothing between the fills of one batch was ever committed: no reader could have seen it.
+    assert names(first) == [("submitted", "SUBMITTED"), ("partially_filled", "PARTIALLY_FILLED")]
+    assert '"filled_quantity":60' in OrderEvent.objects.filter(order_id=first.pk).last().payload
+    assert names(second) == [
+        ("submitted", "SUBMITTED"),
+        ("partially_filled", "PARTIALLY_FILLED"),
+        ("filled", "FILLED"),
+    ]
+    partial = OrderEvent.objects.get(order_id=second.pk, name="partially_filled")
+    assert '"filled_quantity":5,' in partial.payload
+
+
 def test_a_cancel_the_venue_refuses_is_cancel_rejected(session):
     order = _sent(100)
     _execution(session, order, "0", "0")

@@ -4,10 +4,12 @@ The rows are what ``run_gateway`` stores for each inbound message (``exchange.Ex
 the end-to-end path with the real venue and gateway processes is in tests/gateway/.
 """
 
+import io
 import uuid
 from decimal import Decimal
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import OrmQ
 
@@ -352,3 +354,24 @@ def test_lost_answer_is_asked_about_once_while_the_question_waits_and_the_order_
         "new_order",
         "status_request",
     ]
+
+
+@pytest.mark.django_db(transaction=True)  # the command manages its own connection, as in production
+def test_apply_venue_reports_once_applies_every_stored_batch_and_says_how_many(monkeypatch):
+    monkeypatch.setattr("orders.venue.APPLY_BATCH", 2)
+    order = _sent(100)
+    _report(order, "0", "0")
+    _report(order, "F", "1", cum=10, last=10, px=Decimal("10.00"))
+    _report(order, "F", "1", cum=40, last=30, px=Decimal("10.00"))
+    _report(order, "F", "2", cum=100, last=60, px=Decimal("10.00"))
+    # The last fill again under a new ExecID: a CumQty step taken twice, quarantined.
+    _report(order, "F", "2", cum=100, last=60, px=Decimal("10.00"), poss_dup=True)
+    out = io.StringIO()
+
+    call_command("apply_venue_reports", "--once", stdout=out)
+
+    assert out.getvalue().strip() == "5 reports applied"
+    order.refresh_from_db()
+    assert (order.status, order.filled_quantity) == (S.FILLED, 100)
+    assert Execution.objects.filter(order=order).count() == 3
+    assert QuarantinedReport.objects.count() == 1

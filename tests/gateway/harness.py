@@ -81,6 +81,25 @@ class GatewayProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def applier_pid(self) -> int | None:
+        """The pid of its child that applies stored reports (``apply_venue_reports``), if running."""
+        if self.proc is None:
+            return None
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        for pid in map(int, children.read_text().split() if children.exists() else []):
+            if running(pid) and b"apply_venue_reports" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        return None
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
 
 def wait_until(condition, timeout: float = 20.0, interval: float = 0.1, message: str = ""):
     deadline = time.monotonic() + timeout

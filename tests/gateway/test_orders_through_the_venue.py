@@ -5,7 +5,9 @@ cluster matches and queues NewOrderSingles, ``run_gateway`` sends them and store
 venue's reports and applies them, ``run_venue`` fills them over time.
 """
 
+import os
 import random
+import signal
 import time
 
 import pytest
@@ -16,6 +18,7 @@ from orders.invariants import invariant_violations
 from orders.models import Execution, Order
 from orders.tasks import SWEEP_TASK
 from tests.factories import VALID_ISINS
+from tests.gateway.harness import running, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -101,6 +104,28 @@ def test_killed_gateway_and_venue_lose_nothing_and_double_nothing(api, processes
         pk__in=ids, status=S.MATCHED
     ).count() == len(ids)
     _assert_books_agree_with_the_venue(venue)
+
+
+def test_the_report_applier_killed_is_started_again_and_ends_with_its_gateway(
+    api, processes, cluster_factory
+):
+    venue, gateway = processes({**VENUE, "VENUE_MAX_FILLS": "5"})
+    venue.start()
+    gateway.start()
+    cluster_factory(**CLUSTER).start()
+    ids = _post(api, 30, seed=4, tifs=("gtc",))
+    first = wait_until(gateway.applier_pid, message="the applier started")
+    wait_until(lambda: Execution.objects.exists(), message="fills applied")
+
+    os.kill(first, signal.SIGKILL)  # mid-stream: its batch rolls back, the cursor with it
+    second = wait_until(lambda: gateway.applier_pid() not in (None, first) and gateway.applier_pid())
+    _settle(ids)
+
+    assert Order.objects.filter(pk__in=ids, status__in=(S.FILLED, S.MATCHED)).count() == len(ids)
+    _assert_books_agree_with_the_venue(venue)
+    # The gateway killed alone (not its process group): the applier sees its stdin close.
+    os.kill(gateway.proc.pid, signal.SIGKILL)
+    wait_until(lambda: not running(second), timeout=10, message="the applier ending with its gateway")
 
 
 def test_cancel_at_the_venue_ends_cancelled_with_the_fills_it_had(api, processes, cluster_factory):

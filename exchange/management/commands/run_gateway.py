@@ -1,8 +1,9 @@
 """``python manage.py run_gateway``: our FIX session to the venue (SPEC §9).
 
 Initiator to VENUE_HOST:VENUE_PORT; stores every inbound report in our database with
-the sequence number that counts it, sends the outbox, reconciles on logon, and logs
-out cleanly on SIGTERM/SIGINT.
+the sequence number that counts it, sends the outbox, reconciles on logon, keeps the
+report applier (``GATEWAY_REPORT_APPLIER``) running as its child, and logs out
+cleanly on SIGTERM/SIGINT.
 """
 
 import asyncio
@@ -10,6 +11,7 @@ import os
 import signal
 
 from django.conf import settings
+from django.core.management import get_commands
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.module_loading import import_string
 
@@ -30,12 +32,9 @@ class Command(BaseCommand):
                 hook = import_string(settings.GATEWAY_RECONCILE_HOOK)
             except ImportError as error:
                 raise CommandError(f"GATEWAY_RECONCILE_HOOK: {error}") from None
-        consumer = None
-        if settings.GATEWAY_REPORT_CONSUMER:
-            try:
-                consumer = import_string(settings.GATEWAY_REPORT_CONSUMER)
-            except ImportError as error:
-                raise CommandError(f"GATEWAY_REPORT_CONSUMER: {error}") from None
+        applier = settings.GATEWAY_REPORT_APPLIER
+        if applier and applier not in get_commands():
+            raise CommandError(f"GATEWAY_REPORT_APPLIER: no manage.py command {applier!r}")
         if settings.GATEWAY_HEARTBEAT_INTERVAL < 1 or settings.GATEWAY_OUTBOX_BATCH < 1:
             raise CommandError("GATEWAY_HEARTBEAT_INTERVAL and GATEWAY_OUTBOX_BATCH must be at least 1")
         if settings.GATEWAY_RECONNECT_BASE <= 0 or settings.GATEWAY_OUTBOX_POLL <= 0:
@@ -51,7 +50,7 @@ class Command(BaseCommand):
             poll_interval=settings.GATEWAY_OUTBOX_POLL,
             batch=settings.GATEWAY_OUTBOX_BATCH,
             reconcile_hook=hook,
-            report_consumer=consumer,
+            report_applier=applier,
         )
         # The gateway calls the ORM from its event loop on purpose: one thread, and a
         # blocking commit is what batches the next read (docs/decisions.md, "FIX gateway").
