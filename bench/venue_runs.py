@@ -13,7 +13,7 @@ import time
 
 from bench.common import PY, ProcessGroup, check_invariants, manage, query
 
-RATES = [int(n) for n in os.environ.get("BENCH_VENUE_RATES", "5000 8000").split()]
+RATES = [int(n) for n in os.environ.get("BENCH_VENUE_RATES", "5000 8000 11000").split()]
 INGEST_SECONDS = int(os.environ.get("BENCH_VENUE_INGEST_SECONDS", "60"))
 LAG_RATE = int(os.environ.get("BENCH_VENUE_LAG_RATE", "2000"))
 LAG_SECONDS = int(os.environ.get("BENCH_VENUE_LAG_SECONDS", "20"))

@@ -17,7 +17,7 @@ after the NewOrderSingle is final.
 import functools
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -40,7 +40,7 @@ from orders.placement import (
 )
 from orders.tasks import enqueue_order_processing
 from ordersite import metrics
-from ordersite.db import retry_on_deadlock
+from ordersite.db import retry_on_deadlock, update_rows
 
 logger = logging.getLogger("orders.venue")
 
@@ -51,8 +51,10 @@ TRANSIENT_REJECT_REASON = "99"
 REJECTED_REASON = "Rejected by the venue: {text}"
 
 # Venue state per order, kept by the one applier between batches; checked against the
-# row before use (``_state``) and rebuilt from the database when it differs.
+# row before use (``_state``) and rebuilt from the database when it differs. An order
+# done at the venue leaves it; past ``STATES_KEPT`` orders it starts again empty.
 _states: dict[str, reports.VenueOrder] = {}
+STATES_KEPT = 100_000
 
 
 # --- Sending ------------------------------------------------------------------------------
@@ -186,8 +188,7 @@ def _apply(records: list, now: datetime) -> ApplyResult:
         for order in Order.objects.select_for_update().filter(pk__in=list(by_order)).order_by("pk")
     }
     result = ApplyResult()
-    executions: list[tuple] = []  # (exec_id, order_id, quantity, price, cum_quantity, executed_at)
-    changed: dict[str, Order] = {}  # orders the batch moved, written once each at its end
+    batch = _Batch()
     applied_at: list[datetime] = []
     for order_id, order_records in by_order.items():
         order = orders.get(order_id)
@@ -195,13 +196,14 @@ def _apply(records: list, now: datetime) -> ApplyResult:
             quarantine += [(record, "unknown order") for record in order_records]
             continue
         for record in order_records:
-            problem = _apply_one(order, record, executions, changed, now)
+            problem = _apply_one(order, record, batch, now)
             if problem:
                 quarantine.append((record, problem))
             elif record.transact_time is not None:
                 applied_at.append(record.transact_time)
-    for order in changed.values():  # a few orders a batch: cheaper than bulk_update's CASE WHENs
-        order.save(update_fields=transitions.VENUE_FIELDS)
+    batch.write_attempts(now)
+    update_rows(list(batch.changed.values()), transitions.VENUE_FIELDS)
+    executions = batch.executions
     # The lag runs to the rows written (the commit follows at once), not to the batch's start.
     written = timezone.now()
     _insert_executions(executions, written)
@@ -212,6 +214,24 @@ def _apply(records: list, now: datetime) -> ApplyResult:
     result.executions = len(executions)
     result.quarantined = len(quarantine)
     return result
+
+
+@dataclass
+class _Batch:
+    """What a batch's reports add up to, written once each at its end."""
+
+    executions: list[tuple] = field(default_factory=list)  # (exec_id, order_id, qty, px, cum, at)
+    changed: dict[str, Order] = field(default_factory=dict)  # orders moved, by id
+    accepted: list[tuple] = field(default_factory=list)  # (order id, attempt) the venue answered
+
+    def write_pending(self, order: Order) -> None:
+        """Write what the batch has applied to ``order`` so far (before a path that reloads the row)."""
+        if self.changed.pop(str(order.pk), None) is not None:
+            order.save(update_fields=transitions.VENUE_FIELDS)
+
+    def write_attempts(self, now: datetime) -> None:
+        placement_attempts_finish(self.accepted, PlacementAttempt.Outcome.ACCEPTED, now)
+        self.accepted = []
 
 
 def _insert_executions(executions: list[tuple], created_at: datetime) -> None:
@@ -246,15 +266,15 @@ def _insert_executions(executions: list[tuple], created_at: datetime) -> None:
         )
 
 
-def _apply_one(order: Order, record, executions: list, changed: dict, now: datetime) -> str:
+def _apply_one(order: Order, record, batch: _Batch, now: datetime) -> str:
     """Apply one report to ``order`` (row locked); returns why it was quarantined, or "".
 
-    The order's new fields stay on the instance, listed in ``changed`` for the batch's
-    one write; a path that writes the row itself first writes what is pending.
+    The order's new fields stay on the instance, listed in ``batch.changed`` for the
+    batch's one write; a path that writes the row itself first writes what is pending.
     """
     report = _report(record)
     if report.exec_type == reports.ExecType.REJECTED and record.ord_rej_reason == TRANSIENT_REJECT_REASON:
-        _write_pending(order, changed)
+        batch.write_pending(order)
         _refused_for_now(order, record.text or "Connection not available", now)
         return ""
     if not (order.in_flight or order.venue_status):
@@ -266,14 +286,14 @@ def _apply_one(order: Order, record, executions: list, changed: dict, now: datet
     if effect.quarantine:
         return effect.quarantine
     if effect.not_held:
-        _write_pending(order, changed)
+        batch.write_pending(order)
         _not_held(order, now)
         return ""
     if effect.duplicate:
         return ""
-    _states[str(order.pk)] = new_state
+    _remember(str(order.pk), new_state)
     for execution in effect.executions:
-        executions.append(
+        batch.executions.append(
             (
                 execution.exec_id,
                 order.pk,
@@ -290,9 +310,7 @@ def _apply_one(order: Order, record, executions: list, changed: dict, now: datet
     if new_state.status is None:
         return ""  # nothing the venue said changes our view yet (e.g. a PendingCancel echo)
     if order.in_flight:
-        placement_attempts_finish(
-            [(order.pk, order.placement_attempts)], PlacementAttempt.Outcome.ACCEPTED, now
-        )
+        batch.accepted.append((order.pk, order.placement_attempts))
     fields = reports.order_fields(
         quantity=order.quantity,
         matched_quantity=order.matched_quantity,
@@ -311,14 +329,8 @@ def _apply_one(order: Order, record, executions: list, changed: dict, now: datet
         now=now,
         save=False,
     )
-    changed[str(order.pk)] = order
+    batch.changed[str(order.pk)] = order
     return ""
-
-
-def _write_pending(order: Order, changed: dict) -> None:
-    """Write what the batch has applied to ``order`` so far (before a path that reloads the row)."""
-    if changed.pop(str(order.pk), None) is not None:
-        order.save(update_fields=transitions.VENUE_FIELDS)
 
 
 def _refused_for_now(order: Order, error: str, now: datetime) -> None:
@@ -349,7 +361,16 @@ def _back_to_book(outcome, now: datetime) -> None:
 def _state(order: Order) -> reports.VenueOrder:
     """The venue state of a locked order: the applier's copy if it still agrees with the row."""
     key = str(order.pk)
-    status = reports.OrdStatus(order.venue_status) if order.venue_status else None
+    if not order.venue_status:
+        # The venue never answered about it: no executions, no cancel request to read.
+        return reports.restore(
+            cl_ord_id=key,
+            quantity=order.quantity - order.matched_quantity,
+            status=None,
+            cum_qty=order.venue_cum_quantity,
+            executions=(),
+        )
+    status = reports.OrdStatus(order.venue_status)
     cached = _states.get(key)
     if (
         cached is not None
@@ -376,8 +397,17 @@ def _state(order: Order) -> reports.VenueOrder:
         cancels=[cl_ord_id for cl_ord_id, _ in rows],
         cancel_rejects=[cl_ord_id for cl_ord_id, rejected_at in rows if rejected_at is not None],
     )
-    _states[key] = state
+    _remember(key, state)
     return state
+
+
+def _remember(key: str, state: reports.VenueOrder) -> None:
+    if state.done:
+        _states.pop(key, None)
+        return
+    if len(_states) >= STATES_KEPT:
+        _states.clear()
+    _states[key] = state
 
 
 def _report(record) -> reports.Report:
