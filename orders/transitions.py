@@ -23,9 +23,11 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import DateTimeField, F, Q, Value
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from orders.events import events_record
 from orders.models import Order, OrderEvent
+from ordersite.db import update_rows
 
 S = Order.Status
 E = OrderEvent.Name
@@ -74,9 +76,15 @@ def orders_save_match_pass(changed: dict, filled: Iterable, now: datetime) -> No
     An order fully matched internally is ``matched``; one partly matched is
     ``partially_filled``: its filled quantity grew, as with a venue fill (SPEC §9
     counts internal matches as executions). One event per order per pass.
+
+    One UPDATE for the pass: every order gets the union of the changed fields, which
+    for an order that did not change one is the value read under its row lock.
     """
-    for order, fields in changed.items():
-        order_save(order, fields)
+    if changed:
+        stamp = timezone.now()
+        for order in changed:
+            order.updated_at = stamp
+        update_rows(list(changed), sorted(set().union(*changed.values(), {"updated_at"})))
     events_record(
         ((order, E.MATCHED if order.status == S.MATCHED else E.PARTIALLY_FILLED) for order in filled), now
     )
