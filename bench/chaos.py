@@ -283,6 +283,18 @@ class Drill:
         """SIGKILL run_gateway mid-stream (reports in its socket, outbox rows unsent), restart it 2 s later."""
         self._kill_and_restart(self.gateway, "gateway")
 
+    def kill_applier(self):
+        """SIGKILL run_gateway's report applier (its child) mid-batch, twice; the gateway restarts it."""
+        killed = []
+        for _ in range(2):
+            pid = applier_pid(self.gateway)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(PHASE_SECONDS / 3)
+        now = applier_pid(self.gateway)
+        log(f"report applier SIGKILLed {len(killed)} times ({killed}); running again as {now}")
+
     def kill_venue(self):
         """SIGKILL run_venue mid-stream (fills due, reports unsent), restart it 2 s later on its journal."""
         self._kill_and_restart(self.venue, "venue")
@@ -447,6 +459,7 @@ class Drill:
 PHASES = {
     "cluster_kill": ("worker cluster SIGKILL", Drill.kill_cluster),
     "gateway_kill": ("gateway SIGKILL", Drill.kill_gateway),
+    "applier_kill": ("report applier SIGKILL", Drill.kill_applier),
     "venue_kill": ("venue SIGKILL", Drill.kill_venue),
     "session_faults": ("venue session faults", Drill.session_faults),
     "web_kill": ("web worker SIGKILL", Drill.kill_web_workers_mid_request),
@@ -454,6 +467,14 @@ PHASES = {
     "mysql_crash": ("MySQL crash + restart", Drill.crash_mysql),
     "narrow_link": ("narrow link (in-process)", Drill.narrow_link),
 }
+
+
+def applier_pid(gateway: ProcessGroup) -> int | None:
+    """The pid of the gateway's child ``apply_venue_reports``, if one runs."""
+    found = subprocess.run(
+        ["pgrep", "-P", str(gateway.process.pid), "-f", "apply_venue_reports"], capture_output=True, text=True
+    ).stdout.split()
+    return int(found[0]) if found else None
 
 
 def selected_phases():

@@ -51,8 +51,10 @@ TRANSIENT_REJECT_REASON = "99"
 REJECTED_REASON = "Rejected by the venue: {text}"
 
 # Venue state per order, kept by the one applier between batches; checked against the
-# row before use (``_state``) and rebuilt from the database when it differs. An order
-# done at the venue leaves it; past ``STATES_KEPT`` orders it starts again empty.
+# row before use (``_state``) and rebuilt from the database when it differs. Within a
+# batch it is the only true state (the batch writes its rows and fills at its end), so
+# orders leave it only after the batch's writes: those done at the venue, or all of
+# them past ``STATES_KEPT``.
 _states: dict[str, reports.VenueOrder] = {}
 STATES_KEPT = 100_000
 
@@ -207,6 +209,7 @@ def _apply(records: list, now: datetime) -> ApplyResult:
     # The lag runs to the rows written (the commit follows at once), not to the batch's start.
     written = timezone.now()
     _insert_executions(executions, written)
+    _forget_done(by_order)
     result.lag_seconds = [max(0.0, (written - at).total_seconds()) for at in applied_at]
     if quarantine:
         _quarantine(quarantine)
@@ -291,7 +294,7 @@ def _apply_one(order: Order, record, batch: _Batch, now: datetime) -> str:
         return ""
     if effect.duplicate:
         return ""
-    _remember(str(order.pk), new_state)
+    _states[str(order.pk)] = new_state
     for execution in effect.executions:
         batch.executions.append(
             (
@@ -361,7 +364,8 @@ def _back_to_book(outcome, now: datetime) -> None:
 def _state(order: Order) -> reports.VenueOrder:
     """The venue state of a locked order: the applier's copy if it still agrees with the row."""
     key = str(order.pk)
-    if not order.venue_status:
+    cached = _states.get(key)
+    if not order.venue_status and cached is None:
         # The venue never answered about it: no executions, no cancel request to read.
         return reports.restore(
             cl_ord_id=key,
@@ -370,8 +374,7 @@ def _state(order: Order) -> reports.VenueOrder:
             cum_qty=order.venue_cum_quantity,
             executions=(),
         )
-    status = reports.OrdStatus(order.venue_status)
-    cached = _states.get(key)
+    status = reports.OrdStatus(order.venue_status) if order.venue_status else None
     if (
         cached is not None
         # What this attempt sent: the order may have matched more here since the copy was
@@ -397,17 +400,18 @@ def _state(order: Order) -> reports.VenueOrder:
         cancels=[cl_ord_id for cl_ord_id, _ in rows],
         cancel_rejects=[cl_ord_id for cl_ord_id, rejected_at in rows if rejected_at is not None],
     )
-    _remember(key, state)
+    _states[key] = state
     return state
 
 
-def _remember(key: str, state: reports.VenueOrder) -> None:
-    if state.done:
-        _states.pop(key, None)
-        return
-    if len(_states) >= STATES_KEPT:
+def _forget_done(keys) -> None:
+    """After a batch's writes: drop the states of its orders done at the venue (or all, past the cap)."""
+    for key in keys:
+        state = _states.get(key)
+        if state is not None and state.done:
+            del _states[key]
+    if len(_states) > STATES_KEPT:
         _states.clear()
-    _states[key] = state
 
 
 def _report(record) -> reports.Report:

@@ -375,3 +375,18 @@ def test_apply_venue_reports_once_applies_every_stored_batch_and_says_how_many(m
     assert (order.status, order.filled_quantity) == (S.FILLED, 100)
     assert Execution.objects.filter(order=order).count() == 3
     assert QuarantinedReport.objects.count() == 1
+
+
+def test_a_status_answer_after_the_last_fill_in_the_same_batch_keeps_the_order_filled():
+    # The batch writes its rows and fills at its end: until then the applier's state is
+    # the only record of the fill, even for an order it has just seen done.
+    order = _sent(100)
+    _report(order, "0", "0")
+    _report(order, "F", "2", cum=100, last=100, px=Decimal("10.00"))
+    _report(order, "I", "2", cum=100, exec_id=f"S{uuid.uuid4().hex}")  # a reconcile answer
+
+    order = _apply(order)
+
+    assert (order.status, order.filled_quantity, order.remaining_quantity) == (S.FILLED, 100, 0)
+    _report(order, "I", "2", cum=100, exec_id=f"S{uuid.uuid4().hex}")  # the next batch: from the rows
+    assert _apply(order).status == S.FILLED
