@@ -20,7 +20,7 @@ def test_each_row_gets_its_own_values_nulls_decimals_and_datetimes_included(monk
     first, second, third, untouched = (OrderFactory() for _ in range(4))
     later = timezone.now() + timedelta(minutes=5)
     first.filled_notional, first.route_at, first.in_flight = Decimal("123.4500"), later, True
-    second.filled_notional, second.route_at, second.failure_reason = Decimal("0.0001"), None, "it's \"odd\""
+    second.filled_notional, second.route_at, second.failure_reason = Decimal("0.0001"), None, 'it\'s "odd"'
     third.status, third.updated_at = Order.Status.FILLED, later
     fields = ("status", "filled_notional", "route_at", "in_flight", "failure_reason", "updated_at")
 
