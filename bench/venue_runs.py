@@ -8,6 +8,7 @@ with ``order_create`` (or POSTed) and sent to the venue by the workers.
 
 import os
 import socket
+import subprocess
 import tempfile
 import time
 
@@ -91,10 +92,10 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise SystemExit(f"bench: the venue did not listen on {port}")
 
 
-def cpu_seconds(group: ProcessGroup) -> float:
-    """CPU time of a group's main process (the venue and the gateway are one process each)."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time of one process so far."""
     try:
-        with open(f"/proc/{group.process.pid}/stat") as stat:
+        with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
@@ -144,12 +145,19 @@ def ingest(env: dict, tmp: str, rate: int, seconds: int, isins: list[str]) -> di
     """``run_venue --firehose rate`` fills our orders one share a report; sample stored and applied."""
     with VenueStack(env, tmp, firehose=rate, venue_env={"EXCHANGE_LATENCY": "0.01"}) as stack:
         manage(stack.env, "shell", "-v0", "-c", FIREHOSE_ORDERS_CODE.format(isins=isins))
-        groups = {"venue": stack.venue, "gateway": stack.gateway}
-        cpu = {name: cpu_seconds(group) for name, group in groups.items()}
+        time.sleep(2)  # the gateway has started its report applier
+        pids = {"venue": stack.venue.process.pid, "gateway": stack.gateway.process.pid}
+        pids["applier"] = child_pid(pids["gateway"], "apply_venue_reports")
+        cpu = {name: cpu_seconds(pid) for name, pid in pids.items() if pid}
         sample = query(stack.env, SAMPLER.format(seconds=seconds))
-        cpu = {name: cpu_seconds(group) - cpu[name] for name, group in groups.items()}
+        cpu = {name: cpu_seconds(pids[name]) - before for name, before in cpu.items()}
     sample["cpu"] = cpu
     return sample
+
+
+def child_pid(parent: int, marker: str) -> int | None:
+    found = subprocess.run(["pgrep", "-P", str(parent), "-f", marker], capture_output=True, text=True)
+    return int(found.stdout.split()[0]) if found.stdout.split() else None
 
 
 def ms(seconds) -> str:
@@ -173,8 +181,8 @@ def ingest_runs(env: dict, tmp: str, isins: list[str]) -> None:
         log(
             f"firehose N={rate:<6}: stored {stored:7.0f}/s  applied {applied:7.0f}/s  "
             f"(min {min(s['applied'])}/s)  backlog {s['backlog'][0]} -> {s['backlog'][-1]}  "
-            f"{'kept up' if kept_up else 'FELL BEHIND'}; CPU gateway {s['cpu']['gateway']:.0f}s, "
-            f"venue {s['cpu']['venue']:.0f}s"
+            f"{'kept up' if kept_up else 'FELL BEHIND'}; CPU-s gateway {s['cpu']['gateway']:.0f}, "
+            f"applier {s['cpu'].get('applier', 0):.0f}, venue {s['cpu']['venue']:.0f}"
         )
         best = max(best, applied)
         if kept_up:
