@@ -120,7 +120,6 @@ class ReportApplier:
     def __init__(self, command: str) -> None:
         self.command = command
         self.process: subprocess.Popen | None = None
-        self.starts = 0
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -130,7 +129,6 @@ class ReportApplier:
             stdout=sys.stderr,
         )
         os.set_blocking(self.process.stdin.fileno(), False)
-        self.starts += 1
         logger.info("FIX gateway: report applier %s started (pid %s)", self.command, self.process.pid)
 
     def wake(self) -> None:
