@@ -43,6 +43,7 @@ from bench.common import (
     ProcessGroup,
     api_token,
     check_invariants,
+    child_pid,
     manage,
     query,
     run_manage,
@@ -471,10 +472,7 @@ PHASES = {
 
 def applier_pid(gateway: ProcessGroup) -> int | None:
     """The pid of the gateway's child ``apply_venue_reports``, if one runs."""
-    found = subprocess.run(
-        ["pgrep", "-P", str(gateway.process.pid), "-f", "apply_venue_reports"], capture_output=True, text=True
-    ).stdout.split()
-    return int(found[0]) if found else None
+    return child_pid(gateway.process.pid, "apply_venue_reports")
 
 
 def selected_phases():

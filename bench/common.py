@@ -50,6 +50,12 @@ class ProcessGroup:
         self.signal_group(signal.SIGKILL)
 
 
+def child_pid(parent: int, marker: str) -> int | None:
+    """The pid of a child of ``parent`` whose command line holds ``marker`` (pgrep), if any."""
+    found = subprocess.run(["pgrep", "-P", str(parent), "-f", marker], capture_output=True, text=True)
+    return int(found.stdout.split()[0]) if found.stdout.split() else None
+
+
 def run_manage(env: dict, *args: str, check: bool = False) -> subprocess.CompletedProcess:
     """Run a manage.py command to its end, its output captured as text."""
     return subprocess.run(

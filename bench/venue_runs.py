@@ -8,11 +8,10 @@ with ``order_create`` (or POSTed) and sent to the venue by the workers.
 
 import os
 import socket
-import subprocess
 import tempfile
 import time
 
-from bench.common import PY, ProcessGroup, check_invariants, manage, query
+from bench.common import PY, ProcessGroup, check_invariants, child_pid, manage, query
 
 RATES = [int(n) for n in os.environ.get("BENCH_VENUE_RATES", "5000 8000 11000").split()]
 INGEST_SECONDS = int(os.environ.get("BENCH_VENUE_INGEST_SECONDS", "60"))
@@ -153,11 +152,6 @@ def ingest(env: dict, tmp: str, rate: int, seconds: int, isins: list[str]) -> di
         cpu = {name: cpu_seconds(pids[name]) - before for name, before in cpu.items()}
     sample["cpu"] = cpu
     return sample
-
-
-def child_pid(parent: int, marker: str) -> int | None:
-    found = subprocess.run(["pgrep", "-P", str(parent), "-f", marker], capture_output=True, text=True)
-    return int(found.stdout.split()[0]) if found.stdout.split() else None
 
 
 def ms(seconds) -> str:

@@ -203,7 +203,7 @@ def _apply(records: list, now: datetime) -> ApplyResult:
                 quarantine.append((record, problem))
             elif record.transact_time is not None:
                 applied_at.append(record.transact_time)
-    batch.write_attempts(now)
+    placement_attempts_finish(batch.accepted, PlacementAttempt.Outcome.ACCEPTED, now)
     update_rows(list(batch.changed.values()), transitions.VENUE_FIELDS)
     executions = batch.executions
     # The lag runs to the rows written (the commit follows at once), not to the batch's start.
@@ -231,10 +231,6 @@ class _Batch:
         """Write what the batch has applied to ``order`` so far (before a path that reloads the row)."""
         if self.changed.pop(str(order.pk), None) is not None:
             order.save(update_fields=transitions.VENUE_FIELDS)
-
-    def write_attempts(self, now: datetime) -> None:
-        placement_attempts_finish(self.accepted, PlacementAttempt.Outcome.ACCEPTED, now)
-        self.accepted = []
 
 
 def _insert_executions(executions: list[tuple], created_at: datetime) -> None:
