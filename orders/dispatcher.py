@@ -27,10 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections
 from django.utils import timezone
 
 from orders.plans import RoutePlan
+from ordersite.db import close_stale_connections
 
 logger = logging.getLogger("orders.dispatcher")
 
@@ -39,7 +39,7 @@ ERROR_RETRY_SECONDS = 2.0
 # A loop that hit an unexpected exception pauses this long before going on.
 LOOP_ERROR_PAUSE = 0.5
 # Orders falling due within this much of each other are claimed in one batch.
-BATCH_LINGER_SECONDS = 0.01
+BATCH_LINGER_SECONDS = 0.05
 MAX_BATCH = 200
 
 
@@ -109,7 +109,7 @@ class PlacementDispatcher:
 
         try:
             exchange = get_exchange()  # before the claim: a claimed order must get its call
-            close_old_connections()
+            close_stale_connections()
             claims, later = placement_claim(plans=plans)
         except Exception:
             logger.exception("claiming %s orders failed; retrying", len(plans))
@@ -126,7 +126,7 @@ class PlacementDispatcher:
         from orders.placement import placement_send
 
         try:
-            close_old_connections()
+            close_stale_connections()
             later = placement_send(plans=plans)
         except Exception:
             logger.exception("claiming %s orders for the venue failed; retrying", len(plans))
@@ -139,7 +139,7 @@ class PlacementDispatcher:
         from orders.placement import Outcome, placement_call
 
         try:
-            close_old_connections()
+            close_stale_connections()
             outcome = placement_call(claim, exchange)
         except Exception:
             logger.exception("order %s: call thread failed; asking the exchange", claim.order.pk)
@@ -159,7 +159,7 @@ class PlacementDispatcher:
                 break
         try:
             try:
-                close_old_connections()
+                close_stale_connections()
                 follow_up = placement_record(outcomes)
             except Exception:
                 # Unrecorded outcomes leave the orders in flight: ask the exchange about them.

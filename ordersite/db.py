@@ -2,10 +2,12 @@
 
 import functools
 import logging
+import math
 import random
+import threading
 import time
 
-from django.db import OperationalError, connection
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections
 
 logger = logging.getLogger("ordersite.db")
 
@@ -74,3 +76,26 @@ def update_rows(objs: list, fields: tuple[str, ...] | list[str]) -> int:
             )
             matched += cursor.rowcount
     return matched
+
+
+# A long-running loop checks its connection at most this often (see close_stale_connections).
+HEALTH_CHECK_INTERVAL = 1.0
+_health_checked = threading.local()
+
+
+def close_stale_connections(using: str = DEFAULT_DB_ALIAS, interval: float = HEALTH_CHECK_INTERVAL) -> None:
+    """``close_old_connections`` for a loop that runs many short units of work (one connection, this thread).
+
+    Django's call marks the connection for a health check, so with ``CONN_HEALTH_CHECKS``
+    the next query first pings the server: a round trip per unit of work, whose answer
+    only matters after a restart or a long idle. Here the check runs at once after a
+    database error on this connection, and otherwise at most once per ``interval``; a
+    connection that died in between fails one query, which the loop retries as it
+    retries any database error, and the next call replaces it.
+    """
+    conn = connections[using]
+    checked = _health_checked.__dict__
+    now = time.monotonic()
+    if conn.errors_occurred or now - checked.get(using, -math.inf) >= interval:
+        checked[using] = now
+        conn.close_if_unusable_or_obsolete()

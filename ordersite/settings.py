@@ -245,7 +245,7 @@ VENUE_FAULTS = env_str("VENUE_FAULTS", "")
 GATEWAY_HEARTBEAT_INTERVAL = env_int("GATEWAY_HEARTBEAT_INTERVAL", 30)
 GATEWAY_RECONNECT_BASE = env_float("GATEWAY_RECONNECT_BASE", 0.5)
 GATEWAY_RECONNECT_CAP = env_float("GATEWAY_RECONNECT_CAP", 30)
-GATEWAY_OUTBOX_POLL = env_float("GATEWAY_OUTBOX_POLL", 0.02)
+GATEWAY_OUTBOX_POLL = env_float("GATEWAY_OUTBOX_POLL", 0.05)
 GATEWAY_OUTBOX_BATCH = env_int("GATEWAY_OUTBOX_BATCH", 500)
 GATEWAY_RECONCILE_HOOK = env_str("GATEWAY_RECONCILE_HOOK", "orders.venue.venue_reconcile_ids")
 # The manage.py command run_gateway keeps running as its child to apply stored reports to
@@ -284,6 +284,8 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+    # The ORM broker without a ping per statement and a transaction per acknowledgement.
+    Q_CLUSTER["broker_class"] = "ordersite.broker.OrmBroker"
 
 # --- Metrics (/metrics, docs/operations.md) ----------------------------------------
 # prometheus_client's multiprocess mode: every gunicorn and qcluster process writes its

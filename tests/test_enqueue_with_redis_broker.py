@@ -48,6 +48,7 @@ def redis_unreachable(redis_configured, monkeypatch):
     from django_q.conf import Conf
 
     monkeypatch.setattr(Conf, "ORM", None)
+    monkeypatch.setattr(Conf, "BROKER_CLASS", None)  # set only with the ORM broker, as in settings
     monkeypatch.setattr(Conf, "REDIS", "redis://127.0.0.1:1/0")
 
 

@@ -20,9 +20,10 @@ import sys
 import time
 
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from orders import venue
+from ordersite.db import close_stale_connections
 
 logger = logging.getLogger("orders.venue")
 
@@ -55,7 +56,7 @@ class Command(BaseCommand):
         while not self.stopping:
             started = time.monotonic()
             try:
-                close_old_connections()
+                close_stale_connections()
                 batch = venue.reports_apply_pending(limit=venue.APPLY_BATCH).reports
             except Exception:
                 if once:
