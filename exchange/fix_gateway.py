@@ -2,10 +2,11 @@
 
 ``Gateway`` wires an initiator ``Session`` to a ``DjangoSessionStore``: every inbound
 application message is queued into the store and committed with the sequence number
-that counts it, one transaction per chunk read from the socket; outbox rows go out
-in ``id`` order, marked sent in the transaction that stores the outbound message. On
-every logon, once gaps are recovered, it asks the venue about every order it may
-hold (reconcile). The order side applies the stored reports in a child process
+that counts it, in one transaction with all that is read and sent within
+``commit_delay`` (50 ms) of the first of it; outbox rows go out in ``id`` order,
+marked sent in the transaction that stores the outbound message. On every logon,
+once gaps are recovered, it asks the venue about every order it may hold
+(reconcile). The order side applies the stored reports in a child process
 (``ReportApplier``), woken through a pipe after every commit that stored some.
 Blocking database calls on the event loop are deliberate: while a commit runs, the
 socket buffers, and the next read is a bigger batch.
@@ -53,8 +54,10 @@ class GatewayConfig:
     heartbeat_interval: int = 30
     reconnect_base: float = 0.5
     reconnect_cap: float = 30.0
-    poll_interval: float = 0.02
+    poll_interval: float = 0.05
     batch: int = 500
+    # Reads and sends are committed together at most this long after the first of them.
+    commit_delay: float = 0.05
     status_interval: float = 1.0
     # More ClOrdIDs to ask about on logon (the order side's in-flight orders).
     reconcile_hook: Callable[[], Iterable[str]] | None = None
@@ -222,7 +225,8 @@ class Gateway:
             role=INITIATOR,
             on_app=self._on_app,
             heartbeat_interval=self.config.heartbeat_interval,
-            schedule=loop.call_soon,
+            schedule=lambda callback, delay=0.0: loop.call_later(delay, callback),
+            flush_delay=self.config.commit_delay,
             on_logon=self._on_logon,
         )
         tasks = [

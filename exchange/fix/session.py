@@ -166,6 +166,12 @@ class Session:
     ``send(msg_type, body)`` sequences, stores and (when logged on) writes an
     application message; sent while disconnected, it waits in the store for the
     counterparty's ResendRequest.
+
+    ``schedule(callback[, delay])`` runs a callback later on the session's loop; without
+    it, every flush happens at once. A flush commits the store, then writes what is
+    pending: nothing goes out before it is durable. What is read is flushed at the end
+    of the read, what is sent on the next turn of the loop; with ``flush_delay`` both
+    wait that long, so a busy session commits once per delay rather than once per read.
     """
 
     def __init__(
@@ -181,7 +187,8 @@ class Session:
         faults: Faults | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
-        schedule: Callable[[Callable[[], None]], Any] | None = None,
+        schedule: Callable[..., Any] | None = None,
+        flush_delay: float = 0.0,
         on_logon: Callable[[], None] | None = None,
         on_disconnect: Callable[[str], None] | None = None,
         logon_timeout: float = 10.0,
@@ -201,6 +208,7 @@ class Session:
         self.rng = rng or random.Random()
         self.clock = clock
         self.schedule = schedule
+        self.flush_delay = flush_delay
         self.on_logon = on_logon
         self.on_disconnect = on_disconnect
         self.logon_timeout = logon_timeout
@@ -321,7 +329,10 @@ class Session:
                     self._on_message(item)
         finally:
             self._receiving = False
-        self.flush()
+        if self.flush_delay and self.schedule is not None:
+            self._flush_soon()
+        else:
+            self.flush()
 
     # --- sending ---------------------------------------------------------------------
 
@@ -375,7 +386,10 @@ class Session:
             self.flush()
         else:
             self._flush_scheduled = True
-            self.schedule(self.flush)
+            if self.flush_delay:
+                self.schedule(self.flush, self.flush_delay)
+            else:
+                self.schedule(self.flush)
 
     def _send_admin(self, msg_type: str, body: Iterable[tuple[int, FieldValue]]) -> None:
         seq = self.store.next_outbound_seq()

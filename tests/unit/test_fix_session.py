@@ -315,6 +315,24 @@ def test_a_long_resend_goes_out_in_slices(monkeypatch):
     assert [m.seq for m in out] == list(range(2, 9))
 
 
+def test_with_a_flush_delay_reads_and_sends_are_committed_together_before_anything_goes_out():
+    scheduled = []
+    session, peer, clock, inbox = logged_on()
+    session.schedule = lambda callback, delay=0.0: scheduled.append((delay, callback))
+    session.flush_delay = 0.05
+    commits = session.store.commits
+    peer.send(MsgType.NewOrderSingle, order("c1"))
+    peer.send(MsgType.TestRequest, [(Tag.TestReqID, "t1")])
+    session.send(MsgType.ExecutionReport, [(Tag.ExecID, "e1")])
+    # Both reads are taken in; nothing is committed or written until the one flush runs.
+    assert [m.get(Tag.ClOrdID) for m in inbox] == ["c1"]
+    assert session.store.commits == commits and peer.transport.take() == []
+    assert [delay for delay, _ in scheduled] == [0.05]
+    scheduled.pop()[1]()
+    assert session.store.commits == commits + 1
+    assert types(peer.transport.take()) == [MsgType.Heartbeat, MsgType.ExecutionReport]
+
+
 def test_an_unfilled_gap_is_asked_for_again():
     session, peer, clock, inbox = logged_on()
     peer.seq = 5
