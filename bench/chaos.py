@@ -44,6 +44,7 @@ from bench.common import (
     api_token,
     check_invariants,
     child_pid,
+    free_port,
     manage,
     query,
     run_manage,
@@ -553,12 +554,6 @@ def wait_for_port(port, timeout=20.0):
         except OSError:
             time.sleep(0.2)
     log(f"nothing listens on port {port} after {timeout:g}s")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def settle(env):

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -92,3 +93,10 @@ def check_invariants(env: dict, label_width: int = 22) -> bool:
     for line in (check.stdout + check.stderr).strip().splitlines()[:25]:
         print(f"  {line}")
     return check.returncode == 0
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -26,25 +26,17 @@ import json
 import os
 import re
 import resource
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from bench.common import GUNICORN, PY, ROOT, ProcessGroup, api_token, manage
+from bench.common import GUNICORN, PY, ROOT, ProcessGroup, api_token, free_port, manage
 from bench.run import FIXED_BODY_LUA, wait_http, wrk
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # Not bench/run.py's port: other runs on this machine may hold it.
-PORT = int(os.environ.get("BENCH_EVENTS_PORT", "0")) or _free_port()
+PORT = int(os.environ.get("BENCH_EVENTS_PORT", "0")) or free_port()
 WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "2"))
 API_SECONDS = int(os.environ.get("BENCH_API_SECONDS", "10"))
 API_CONNECTIONS = int(os.environ.get("BENCH_API_CONNECTIONS", "8"))
@@ -194,7 +186,7 @@ def report_latency(label: str, written: int, latencies: list[float], expected_pe
 
 
 def compare_gunicorn(env: dict, token: str, uvicorn_result: dict) -> None:
-    port = _free_port()
+    port = free_port()
     gunicorn = ProcessGroup(
         "bench-events-gunicorn",
         [GUNICORN, "ordersite.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(WEB_WORKERS)],

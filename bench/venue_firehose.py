@@ -9,23 +9,17 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.common import free_port
 from exchange.fix.codec import MsgType, Tag
 from exchange.fix.session import INITIATOR, MemorySessionStore, Session, connect
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def measure(port: int, orders: int, seconds: float) -> list[int]:

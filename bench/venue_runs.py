@@ -11,7 +11,7 @@ import socket
 import tempfile
 import time
 
-from bench.common import PY, ProcessGroup, check_invariants, child_pid, manage, query
+from bench.common import PY, ProcessGroup, check_invariants, child_pid, free_port, manage, query
 
 RATES = [int(n) for n in os.environ.get("BENCH_VENUE_RATES", "5000 8000 11000").split()]
 INGEST_SECONDS = int(os.environ.get("BENCH_VENUE_INGEST_SECONDS", "60"))
@@ -72,12 +72,6 @@ print(json.dumps({{'stored': per_s, 'applied': per_a, 'backlog': backlog, 'lags'
 
 def log(message):
     print(message, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 30) -> None:
