@@ -1,7 +1,10 @@
-"""The ORM broker of the task queue (ordersite/broker.py): django-q2's, without a round trip per check.
+"""The ORM broker of the task queue (ordersite/broker.py): django-q2's, without a round trip per task.
 
 Counted on the server: MariaDB's session counters of the test's own connection.
 """
+
+import time
+from datetime import timedelta
 
 import MySQLdb
 import pytest
@@ -67,6 +70,7 @@ def test_a_task_is_locked_once_and_acknowledged_with_one_delete(queued, broker):
     ((ack_id, payload),) = broker.dequeue()
     assert broker.dequeue() is None  # locked: not handed out again
     broker.acknowledge(ack_id)
+    assert broker.flush_acknowledgements()
     assert not OrmQ.objects.filter(pk=ack_id).exists()
     # One UPDATE to lock it, one DELETE to acknowledge it: no transaction around either,
     # and at most the one health check of this second.
@@ -76,12 +80,58 @@ def test_a_task_is_locked_once_and_acknowledged_with_one_delete(queued, broker):
     assert spent.get("Com_admin_commands", 0) <= 1
 
 
+def test_a_bulk_is_locked_with_one_update_and_acknowledged_with_one_delete(user, broker, monkeypatch):
+    from django_q.conf import Conf
+
+    for _ in range(4):
+        order_create(owner=user, type="market", side="buy", instrument="US0378331005", quantity=5)
+    connection.ensure_connection()
+    before = counters()
+    monkeypatch.setattr(Conf, "BULK", 3)
+    first = broker.dequeue()
+    second = broker.dequeue()
+    assert len(first) == 3 and len(second) == 1  # oldest first, none handed out twice
+    assert [ack_id for ack_id, _ in first + second] == list(
+        OrmQ.objects.order_by("id").values_list("id", flat=True)
+    )
+    for ack_id, _ in first + second:
+        broker.acknowledge(ack_id)
+    assert broker.flush_acknowledgements()
+    assert not OrmQ.objects.exists()
+    spent = since(before)
+    assert spent.get("Com_update") == 2 and spent.get("Com_delete") == 1
+
+
+def test_acknowledgements_are_deleted_by_their_thread_soon_after(queued, broker):
+    ((ack_id, _),) = broker.dequeue()
+    broker.acknowledge(ack_id)
+    deadline = time.monotonic() + 5
+    while OrmQ.objects.filter(pk=ack_id).exists():
+        assert time.monotonic() < deadline, "the acknowledgement was not deleted within 5 s"
+        time.sleep(0.02)
+
+
+def test_a_task_another_cluster_locked_after_the_read_is_left_to_it(user, broker):
+    from django.utils import timezone
+
+    for _ in range(3):
+        order_create(owner=user, type="market", side="buy", instrument="US0378331005", quantity=5)
+    now = timezone.now()
+    due = [(row.id, row.payload) for row in OrmQ.objects.order_by("id")]
+    # Between this pull's read and its lock, another cluster locks the second task.
+    OrmQ.objects.filter(pk=due[1][0]).update(lock=now + timedelta(seconds=120))
+    with connection.cursor() as cursor:
+        got = broker._lock(cursor, due, now)
+    assert [ack_id for ack_id, _ in got] == [due[0][0], due[2][0]]
+
+
 def test_a_connection_lost_since_its_last_check_is_replaced_and_the_call_goes_through(queued, broker):
     assert broker.queue_size() == 1  # checked just now: the next calls within the second are not
     kill_this_connection()
     ((ack_id, _),) = broker.dequeue()
     kill_this_connection()
     broker.acknowledge(ack_id)
+    assert broker.flush_acknowledgements()  # deletes in this thread, on the killed connection
     assert not OrmQ.objects.exists()
 
 
