@@ -4,9 +4,12 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
+from django_q.brokers import get_broker
+from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from ordersite import metrics
+from ordersite.db import retry_once_on_lost_connection
 
 logger = logging.getLogger("orders.tasks")
 
@@ -25,14 +28,26 @@ def enqueue_order_processing(order_id, instrument: str) -> None:
     # The instrument rides along so the worker need not look the order up to find its book.
     args = (PROCESS_ORDER_TASK, str(order_id), instrument)
     if "orm" in settings.Q_CLUSTER:
-        async_task(*args, task_name=f"process-{order_id}")
+        async_task(*args, task_name=f"process-{order_id}", broker=_broker())
     else:
         transaction.on_commit(lambda: _push_after_commit(order_id, args))
 
 
+_brokers: dict = {}
+
+
+def _broker():
+    """This process's broker for the configured queue (django-q2 builds one per task otherwise)."""
+    key = repr((Conf.BROKER_CLASS, Conf.ORM, Conf.REDIS, Conf.CLUSTER_NAME))
+    broker = _brokers.get(key)
+    if broker is None:
+        broker = _brokers[key] = get_broker()
+    return broker
+
+
 def _push_after_commit(order_id, args) -> None:
     try:
-        async_task(*args, task_name=f"process-{order_id}")
+        async_task(*args, task_name=f"process-{order_id}", broker=_broker())
     except Exception as exc:
         metrics.processing_push_failed()
         logger.error(
@@ -44,12 +59,14 @@ def _push_after_commit(order_id, args) -> None:
         )
 
 
+@retry_once_on_lost_connection
 def process_order(order_id: str, instrument: str | None = None) -> None:
     from orders.pipeline import order_process
 
     order_process(order_id=order_id, instrument=instrument)
 
 
+@retry_once_on_lost_connection
 def sweep() -> None:
     from orders.pipeline import pipeline_sweep
 

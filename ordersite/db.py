@@ -99,3 +99,43 @@ def close_stale_connections(using: str = DEFAULT_DB_ALIAS, interval: float = HEA
     if conn.errors_occurred or now - checked.get(using, -math.inf) >= interval:
         checked[using] = now
         conn.close_if_unusable_or_obsolete()
+
+
+def keep_recent_health_check(using: str = DEFAULT_DB_ALIAS, **signal_kwargs) -> None:
+    """A django-q2 ``pre_execute`` receiver: the task's connection check, at most once a second.
+
+    django-q2's worker calls ``close_old_connections`` before every task, which (with
+    ``CONN_HEALTH_CHECKS``) makes the task's first query ping the server. Here that ping
+    happens only if the last one is a second old, as in ``close_stale_connections``;
+    Django's call has already replaced a connection that had an error or outlived its
+    age. A connection that died in between fails the task's first query:
+    ``retry_once_on_lost_connection`` replaces it and runs the task again.
+    """
+    conn = connections[using]
+    if conn.connection is None:
+        return
+    checked = _health_checked.__dict__
+    now = time.monotonic()
+    if now - checked.get(using, -math.inf) < HEALTH_CHECK_INTERVAL:
+        conn.health_check_done = True
+    else:
+        checked[using] = now  # the task's first query pings
+
+
+def retry_once_on_lost_connection(func):
+    """Run ``func`` again, on a new connection, when the first try found the old one dead.
+
+    For work that runs outside any transaction and is safe to repeat (our tasks are).
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except OperationalError:
+            if connection.in_atomic_block or (connection.connection is not None and connection.is_usable()):
+                raise
+            connection.close()
+            return func(*args, **kwargs)
+
+    return wrapper
