@@ -78,6 +78,30 @@ def update_rows(objs: list, fields: tuple[str, ...] | list[str]) -> int:
     return matched
 
 
+def insert_rows(objs: list, fields: tuple[str, ...] | list[str]) -> None:
+    """Insert model instances ``objs`` (one model): ``bulk_create`` without the ORM's compiler.
+
+    One multi-row INSERT of ``fields``, each value prepared by its field as ``save()``
+    prepares it; no ``pre_save`` (set ``auto_now`` fields yourself), no signals, and the
+    new primary keys are not read back. For the hot paths that write rows nobody reads
+    back in the same transaction (order events on every change).
+    """
+    if not objs:
+        return
+    meta = type(objs[0])._meta
+    quote = connection.ops.quote_name
+    columns = [meta.get_field(name) for name in fields]
+    rows = [
+        [field.get_db_prep_save(getattr(obj, field.attname), connection) for field in columns] for obj in objs
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(columns))})",
+            rows,
+        )
+
+
 # A long-running loop checks its connection at most this often (see close_stale_connections).
 HEALTH_CHECK_INTERVAL = 1.0
 _health_checked = threading.local()

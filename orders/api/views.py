@@ -24,6 +24,7 @@ from orders.api.serializers import (
     OrderCreateInputSerializer,
     OrderDetailOutputSerializer,
     OrderOutputSerializer,
+    order_create_input_validate,
     order_representation,
 )
 from orders.errors import ClientOrderIdConflict, OrderNotCancellable
@@ -132,10 +133,8 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         },
     )
     def create(self, request, *args, **kwargs):
-        serializer = OrderCreateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
         try:
-            order, created = order_create(owner=request.user, **serializer.validated_data)
+            order, created = order_create(owner=request.user, **order_create_input_validate(request.data))
         except ClientOrderIdConflict as exc:
             raise Conflict(str(exc)) from exc
         return Response(
