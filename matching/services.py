@@ -23,6 +23,29 @@ from ordersite.db import retry_on_deadlock
 
 # Upper bound on the incoming orders one pass takes; the rest wait for the next pass.
 MATCH_BATCH_SIZE = 500
+# How many orders this process remembers its passes took (oldest forgotten first).
+TAKEN_MEMORY = 20_000
+
+# Order id -> its placement_attempts when one of this process's committed passes took it.
+_taken: dict[str, int] = {}
+
+
+def order_taken_by_pass(order_id, attempts: int) -> bool:
+    """Whether a pass of this process took the order while it waited after ``attempts`` attempts.
+
+    Each wait of an order for a matching pass (its arrival, then a return to the book
+    after an attempt) has its own ``placement_attempts``, so a task queued for that
+    wait has nothing left to do. Not remembered (another process's pass, or forgotten):
+    False, and the task asks the database.
+    """
+    return _taken.get(str(order_id)) == attempts
+
+
+def _remember_taken(orders: list[Order]) -> None:
+    for order in orders:
+        _taken[str(order.pk)] = order.placement_attempts
+    while len(_taken) > TAKEN_MEMORY:
+        del _taken[next(iter(_taken))]
 
 
 @retry_on_deadlock
@@ -62,6 +85,7 @@ def instrument_match_pending(*, isin: str, now: datetime | None = None) -> list[
             and order.remaining_quantity > 0
             and order.time_in_force not in transitions.IMMEDIATE  # IOC/FOK never rest
         ]
+        transaction.on_commit(functools.partial(_remember_taken, pending))
         return _match(isin, pending, resting, now)
 
 

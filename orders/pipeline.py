@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from matching.services import instrument_match_pending
+from matching.services import instrument_match_pending, order_taken_by_pass
 from orders.dispatcher import get_dispatcher
 from orders.models import Order
 from orders.plans import RoutePlan
@@ -24,8 +24,14 @@ logger = logging.getLogger("orders.pipeline")
 SWEEP_LIMIT = 5000
 
 
-def order_process(*, order_id, instrument: str | None = None) -> None:
-    """Match the order's instrument and schedule the placement of what rests."""
+def order_process(*, order_id, instrument: str | None = None, attempts: int | None = None) -> None:
+    """Match the order's instrument and schedule the placement of what rests.
+
+    ``attempts``: the order's ``placement_attempts`` when this was queued; if a pass
+    of this process already took the order in that wait, there is nothing to do.
+    """
+    if attempts is not None and order_taken_by_pass(order_id, attempts):
+        return
     if instrument is None:
         instrument = Order.objects.filter(pk=order_id).values_list("instrument", flat=True).first()
     if instrument is None:

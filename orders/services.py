@@ -129,7 +129,7 @@ def order_reprocess(*, order: Order, exchange=None) -> Order:
             )
             return order
         transitions.order_reprocess(order)
-        enqueue_order_processing(order.pk, order.instrument)
+        enqueue_order_processing(order.pk, order.instrument, order.placement_attempts)
     return order
 
 

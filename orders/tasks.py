@@ -17,8 +17,13 @@ PROCESS_ORDER_TASK = "orders.tasks.process_order"
 SWEEP_TASK = "orders.tasks.sweep"
 
 
-def enqueue_order_processing(order_id, instrument: str) -> None:
+def enqueue_order_processing(order_id, instrument: str, attempts: int) -> None:
     """Queue the processing of one order, durably with the caller's transaction.
+
+    ``attempts`` is the order's ``placement_attempts`` now: it names this wait for a
+    matching pass (each later one follows another placement attempt), so a worker
+    whose own pass already took the order in it can skip the task
+    (``orders.pipeline.order_process``).
 
     With the ORM broker on the default database the queue row is written in the
     caller's transaction (an outbox for free); with Redis it is pushed only once
@@ -26,7 +31,7 @@ def enqueue_order_processing(order_id, instrument: str) -> None:
     the order is stored by then, and the sweeper re-drives it.
     """
     # The instrument rides along so the worker need not look the order up to find its book.
-    args = (PROCESS_ORDER_TASK, str(order_id), instrument)
+    args = (PROCESS_ORDER_TASK, str(order_id), instrument, attempts)
     if "orm" in settings.Q_CLUSTER:
         async_task(*args, task_name=f"process-{order_id}", broker=_broker())
     else:
@@ -60,10 +65,10 @@ def _push_after_commit(order_id, args) -> None:
 
 
 @retry_once_on_lost_connection
-def process_order(order_id: str, instrument: str | None = None) -> None:
+def process_order(order_id: str, instrument: str | None = None, attempts: int | None = None) -> None:
     from orders.pipeline import order_process
 
-    order_process(order_id=order_id, instrument=instrument)
+    order_process(order_id=order_id, instrument=instrument, attempts=attempts)
 
 
 @retry_once_on_lost_connection

@@ -353,7 +353,7 @@ def _back_to_book(outcome, now: datetime) -> None:
     """Record a definite "not at the venue" for the attempt; a returned order is queued for matching."""
     order = outcome.claim.order
     if placement_record_refusal(outcome, now):
-        enqueue_order_processing(order.pk, order.instrument)
+        enqueue_order_processing(order.pk, order.instrument, order.placement_attempts)
     order.refresh_from_db()
 
 

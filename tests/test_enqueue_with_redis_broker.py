@@ -29,7 +29,7 @@ def test_push_waits_for_the_commit(redis_configured, user, django_capture_on_com
     assert created and len(callbacks) == 1
     queued = OrmQ.objects.get()
     assert queued.func() == PROCESS_ORDER_TASK
-    assert list(queued.args()) == [str(order.pk), order.instrument]
+    assert list(queued.args()) == [str(order.pk), order.instrument, 0]
 
 
 def test_rolled_back_order_is_never_pushed(redis_configured, user, django_capture_on_commit_callbacks):

@@ -122,7 +122,7 @@ def test_new_order_queues_exactly_one_processing_task_for_itself(api):
     assert response.status_code == 201
     queued = OrmQ.objects.get()
     assert queued.func() == PROCESS_ORDER_TASK
-    assert list(queued.args()) == [response.json()["id"], response.json()["instrument"]]
+    assert list(queued.args()) == [response.json()["id"], response.json()["instrument"], 0]
 
 
 def test_queue_row_is_written_inside_the_orders_transaction(api):
