@@ -13,6 +13,8 @@ from orders.models import Order
 
 quantities = st.integers(min_value=0, max_value=1_000_000_000)
 notionals = st.decimals(min_value=0, max_value=10**12, places=4, allow_nan=False, allow_infinity=False)
+# What the model holds: DecimalField(max_digits=14, decimal_places=2).
+limit_prices = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("999999999999.99"), places=2)
 moments = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
 
 orders = st.builds(
@@ -24,7 +26,7 @@ orders = st.builds(
     type=st.sampled_from(Order.Type.values) | st.sampled_from(list(Order.Type)),
     side=st.sampled_from(list(Order.Side)),
     instrument=st.text(min_size=12, max_size=12),
-    limit_price=st.none() | st.decimals(min_value=Decimal("0.01"), max_value=10**12, places=2),
+    limit_price=st.none() | limit_prices,
     time_in_force=st.sampled_from(list(Order.TimeInForce)),
     quantity=quantities,
     matched_quantity=quantities,
