@@ -95,6 +95,57 @@ def check_invariants(env: dict, label_width: int = 22) -> bool:
     return check.returncode == 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of one process so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# What each process of the service and the bench shows in its command line, in the order
+# they are looked for (the applier's command line names run_gateway's settings too).
+ROLES = (
+    ("apply_venue_reports", "applier"),
+    ("run_gateway", "gateway"),
+    ("run_venue", "venue"),
+    ("qcluster", "cluster"),
+    ("gunicorn", "web"),
+    ("uvicorn", "web"),
+    ("mariadbd", "MariaDB"),
+    ("mysqld", "MariaDB"),
+    ("wrk", "wrk"),
+)
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds so far of every process on the machine with a role in ROLES, summed per role."""
+    totals: dict[str, float] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        role = next((name for marker, name in ROLES if marker in command), None)
+        if role is not None:
+            totals[role] = totals.get(role, 0.0) + cpu_seconds(int(pid))
+    return totals
+
+
+def db_questions(env: dict) -> int:
+    """Statements the database server has run so far (its global ``Questions``)."""
+    return query(
+        env,
+        (
+            "import json; from django.db import connection; c=connection.cursor();"
+            "c.execute(\"SHOW GLOBAL STATUS LIKE 'Questions'\"); print(json.dumps(int(c.fetchone()[1])))"
+        ),
+    )
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on now."""
     with socket.socket() as sock:

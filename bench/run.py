@@ -16,7 +16,17 @@ import time
 import urllib.request
 
 from bench import venue_runs
-from bench.common import GUNICORN, PY, ROOT, ProcessGroup, api_token, check_invariants, manage, query
+from bench.common import (
+    GUNICORN,
+    PY,
+    ROOT,
+    ProcessGroup,
+    api_token,
+    check_invariants,
+    db_questions,
+    manage,
+    query,
+)
 
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
 WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "2"))
@@ -145,16 +155,6 @@ def scrape_metrics(base) -> dict[str, float]:
 
 
 QUEUE_DEPTH = "import json; from django_q.models import OrmQ; print(json.dumps(OrmQ.objects.count()))"
-
-
-def db_questions(env):
-    return query(
-        env,
-        (
-            "import json; from django.db import connection; c=connection.cursor();"
-            "c.execute(\"SHOW GLOBAL STATUS LIKE 'Questions'\"); print(json.dumps(int(c.fetchone()[1])))"
-        ),
-    )
 
 
 def inprocess_end_to_end(env, base, token, isins, cluster) -> bool:

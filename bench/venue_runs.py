@@ -9,9 +9,21 @@ with ``order_create`` (or POSTed) and sent to the venue by the workers.
 import os
 import socket
 import tempfile
+import threading
 import time
 
-from bench.common import PY, ProcessGroup, check_invariants, child_pid, free_port, manage, query
+from bench.common import (
+    PY,
+    ProcessGroup,
+    check_invariants,
+    child_pid,
+    cpu_by_role,
+    cpu_seconds,
+    db_questions,
+    free_port,
+    manage,
+    query,
+)
 
 RATES = [int(n) for n in os.environ.get("BENCH_VENUE_RATES", "5000 8000 11000").split()]
 INGEST_SECONDS = int(os.environ.get("BENCH_VENUE_INGEST_SECONDS", "60"))
@@ -83,16 +95,6 @@ def wait_port(port: int, timeout: float = 30) -> None:
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"bench: the venue did not listen on {port}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time of one process so far."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class VenueStack:
@@ -235,6 +237,7 @@ def end_to_end(env: dict, tmp: str, base: str, token: str, isins: list[str], wrk
         log("\n(venue end to end skipped: BENCH_VENUE_E2E_SECONDS=0)")
         return True
     with VenueStack(env, tmp) as stack:
+        costs = WindowCosts(stack.env, 5, E2E_SECONDS - 2)
         time.sleep(3)
         log(
             f"\n== End to end through the venue: {E2E_SECONDS}s of GTC/DAY/IOC/FOK limit orders on "
@@ -243,7 +246,10 @@ def end_to_end(env: dict, tmp: str, base: str, token: str, isins: list[str], wrk
             f"apart, up to {env.get('VENUE_MAX_FILLS', '5')}"
         )
         started = time.monotonic()
+        sampler = threading.Thread(target=costs.sample, args=(started,), daemon=True)
+        sampler.start()
         load = wrk(f"{base}/orders", token, E2E_SECONDS, connections, VENUE_ORDERS_LUA % isins_lua(isins))
+        sampler.join()
         log(
             f"POST under load       : {load['rps']:8.1f} req/s  p50 {load['p50']}  p99 {load['p99']}"
             f"  non-2xx {load['non2xx']}"
@@ -270,6 +276,7 @@ def end_to_end(env: dict, tmp: str, base: str, token: str, isins: list[str], wrk
             f"  with the drain      : {total / out:8.1f} orders/s ({total} orders, load start to the last "
             f"one out of our book {out:.1f}s)"
         )
+        log(costs.report(sum(window)))
         while True:
             counts = query(stack.env, STATUS_COUNTS)
             if set(counts) <= TERMINAL or time.monotonic() > deadline:
@@ -283,6 +290,44 @@ def end_to_end(env: dict, tmp: str, base: str, token: str, isins: list[str], wrk
         )
         clean = check_invariants(stack.env)
     return clean and left == 0
+
+
+class WindowCosts:
+    """CPU seconds per process role and database statements over seconds [begin, end) of the load.
+
+    Per order out of our book in the same seconds, these do not depend on how fast the
+    machine happens to be as much as orders/s does (it varied by a third from run to run).
+    """
+
+    def __init__(self, env: dict, begin: int, end: int):
+        self.env, self.begin, self.end = env, begin, end
+        self.cpu: dict[str, float] = {}
+        self.statements = 0
+        self.seconds = 0.0
+
+    def sample(self, started: float) -> None:
+        time.sleep(max(0.0, started + self.begin - time.monotonic()))
+        cpu, statements, at = cpu_by_role(), db_questions(self.env), time.monotonic()
+        time.sleep(max(0.0, started + self.end - time.monotonic()))
+        after = cpu_by_role()
+        self.statements = db_questions(self.env) - statements
+        self.seconds = time.monotonic() - at
+        self.cpu = {role: after[role] - cpu.get(role, 0.0) for role in after}
+
+    def report(self, orders: int) -> str:
+        if not orders or not self.seconds:
+            return "cost per order        : (not measured)"
+        total = sum(self.cpu.values())
+        roles = ", ".join(
+            f"{role} {1000 * spent / orders:.1f}"
+            for role, spent in sorted(self.cpu.items(), key=lambda item: -item[1])
+            if spent >= 0.05
+        )
+        busy = total / self.seconds
+        return (
+            f"cost per order        : {1000 * total / orders:.1f} ms CPU ({busy:.2f} cores busy; {roles}), "
+            f"{self.statements / orders:.1f} database statements (seconds {self.begin}-{self.end})"
+        )
 
 
 def isins_lua(isins: list[str]) -> str:
