@@ -39,7 +39,7 @@ ERROR_RETRY_SECONDS = 2.0
 # A loop that hit an unexpected exception pauses this long before going on.
 LOOP_ERROR_PAUSE = 0.5
 # Orders falling due within this much of each other are claimed in one batch.
-BATCH_LINGER_SECONDS = 0.05
+BATCH_LINGER_SECONDS = 0.1
 MAX_BATCH = 200
 
 
