@@ -10,6 +10,7 @@ the rows it crosses, so the two serialize on the row instead.
 from django.db import transaction
 
 from matching.models import Instrument
+from ordersite.db import compiled_rows
 
 # ISINs whose lock row this process has seen; rows are never deleted.
 _ensured: set[str] = set()
@@ -27,9 +28,17 @@ def instrument_lock(isin: str) -> None:
     """Lock the instrument until the surrounding transaction ends."""
     if transaction.get_autocommit():
         raise RuntimeError("instrument_lock() must be called inside transaction.atomic()")
-    if Instrument.objects.select_for_update().filter(isin=isin).exists():
+    if _lock_row(isin):
         return
     # Not there (first order of the instrument, or the cache outlived a rollback).
     _ensured.discard(isin)
     Instrument.objects.bulk_create([Instrument(isin=isin)], ignore_conflicts=True)
-    Instrument.objects.select_for_update().filter(isin=isin).exists()
+    _lock_row(isin)
+
+
+def _lock_row(isin: str) -> bool:
+    return bool(
+        compiled_rows(
+            ("lock", isin), lambda: Instrument.objects.select_for_update().filter(isin=isin).values_list("pk")
+        )
+    )

@@ -19,7 +19,7 @@ from orders import transitions
 from orders.models import Order
 from orders.plans import RoutePlan
 from ordersite import metrics
-from ordersite.db import retry_on_deadlock
+from ordersite.db import compiled_rows, retry_on_deadlock
 
 # Upper bound on the incoming orders one pass takes; the rest wait for the next pass.
 MATCH_BATCH_SIZE = 500
@@ -51,12 +51,7 @@ def _remember_taken(orders: list[Order]) -> None:
 @retry_on_deadlock
 def instrument_match_pending(*, isin: str, now: datetime | None = None) -> list[RoutePlan]:
     """Run one matching pass over ``isin``; return the orders it left resting, with due times."""
-    in_book_or_pending = (
-        Order.objects.working()
-        .filter(instrument=isin)
-        .filter(Q(needs_match=True) | Q(in_flight=False, remaining_quantity__gt=0))
-    )
-    if not Order.objects.awaiting_match().filter(instrument=isin).exists():
+    if not compiled_rows(("awaiting match", isin), lambda: _awaiting_match(isin).values_list("pk")[:1]):
         return []  # an earlier pass took this order with its batch
     instrument_ensure(isin)
     with transaction.atomic():
@@ -66,7 +61,9 @@ def instrument_match_pending(*, isin: str, now: datetime | None = None) -> list[
         # updates (claim, cancel, outcomes) lock the same key first, so the two
         # never wait on each other in opposite orders. A locking read returns the
         # latest version, so an order claimed or cancelled meanwhile is seen as such.
-        ids = list(in_book_or_pending.values_list("pk", flat=True))
+        ids = [
+            pk for (pk,) in compiled_rows(("book", isin), lambda: _in_book_or_pending(isin).values_list("pk"))
+        ]
         rows = [
             order
             for order in Order.objects.select_for_update().filter(pk__in=ids).order_by("pk")
@@ -87,6 +84,18 @@ def instrument_match_pending(*, isin: str, now: datetime | None = None) -> list[
         ]
         transaction.on_commit(functools.partial(_remember_taken, pending))
         return _match(isin, pending, resting, now)
+
+
+def _awaiting_match(isin: str):
+    return Order.objects.awaiting_match().filter(instrument=isin)
+
+
+def _in_book_or_pending(isin: str):
+    return (
+        Order.objects.working()
+        .filter(instrument=isin)
+        .filter(Q(needs_match=True) | Q(in_flight=False, remaining_quantity__gt=0))
+    )
 
 
 def _match(isin: str, pending: list[Order], resting: list[Order], now: datetime) -> list[RoutePlan]:

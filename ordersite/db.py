@@ -102,6 +102,30 @@ def insert_rows(objs: list, fields: tuple[str, ...] | list[str]) -> None:
         )
 
 
+COMPILED_MAX = 10_000
+_compiled: dict = {}
+
+
+def compiled_rows(key, queryset_factory) -> list[tuple]:
+    """The rows of ``queryset_factory()``'s SQL, compiled once per ``key`` (and database vendor).
+
+    For the hot loops' small fixed queries (a matching pass runs three per instrument):
+    building and compiling a queryset costs more than running it. ``key`` must name
+    everything the queryset depends on (its parameters: an ISIN, say); rows are raw
+    database values, with no field conversion (a UUID key is its stored text).
+    """
+    cache_key = (connection.vendor, key)
+    compiled = _compiled.get(cache_key)
+    if compiled is None:
+        if len(_compiled) >= COMPILED_MAX:
+            _compiled.clear()
+        compiled = _compiled[cache_key] = queryset_factory().query.sql_with_params()
+    sql, params = compiled
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
 # A long-running loop checks its connection at most this often (see close_stale_connections).
 HEALTH_CHECK_INTERVAL = 1.0
 _health_checked = threading.local()
