@@ -3,7 +3,7 @@
 ``Gateway`` wires an initiator ``Session`` to a ``DjangoSessionStore``: every inbound
 application message is queued into the store and committed with the sequence number
 that counts it, in one transaction with all that is read and sent within
-``commit_delay`` (50 ms) of the first of it; outbox rows go out in ``id`` order,
+``commit_delay`` (100 ms) of the first of it; outbox rows go out in ``id`` order,
 marked sent in the transaction that stores the outbound message. On every logon,
 once gaps are recovered, it asks the venue about every order it may hold
 (reconcile). The order side applies the stored reports in a child process
@@ -57,7 +57,7 @@ class GatewayConfig:
     poll_interval: float = 0.05
     batch: int = 500
     # Reads and sends are committed together at most this long after the first of them.
-    commit_delay: float = 0.05
+    commit_delay: float = 0.1
     status_interval: float = 1.0
     # More ClOrdIDs to ask about on logon (the order side's in-flight orders).
     reconcile_hook: Callable[[], Iterable[str]] | None = None
