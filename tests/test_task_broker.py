@@ -156,3 +156,21 @@ def test_a_loop_checks_its_connection_at_most_once_a_second_and_at_once_after_an
     ordersite_db._health_checked.__dict__["default"] -= ordersite_db.HEALTH_CHECK_INTERVAL  # a second on
     ordersite_db.close_stale_connections()  # checked before the next query: replaced
     assert OrmQ.objects.exists() is False
+
+
+def test_a_task_whose_acknowledgement_was_lost_is_delivered_again_once_its_lock_expires(
+    queued, broker, monkeypatch
+):
+    """A monitor killed before its batch of acknowledgements was deleted: the task comes back after retry."""
+    from django.utils import timezone
+
+    from ordersite import broker as broker_module
+
+    monkeypatch.setattr(broker_module, "ACK_LINGER", 60)  # the batch is still gathering
+    ((ack_id, payload),) = broker.dequeue()
+    broker.acknowledge(ack_id)
+    broker._acks._ids.clear()  # the process died with the acknowledgement still waiting
+    assert broker.dequeue() is None  # locked for `retry` seconds
+    OrmQ.objects.filter(pk=ack_id).update(lock=timezone.now() - timedelta(seconds=1))  # ... which pass
+
+    assert broker.dequeue() == [(ack_id, payload)]
