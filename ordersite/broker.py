@@ -24,7 +24,6 @@ import logging
 import os
 import threading
 import time
-from datetime import timedelta
 
 from django.db import OperationalError, connections, transaction
 from django.utils import timezone
@@ -107,9 +106,6 @@ class OrmBroker(ORM):
         )
         mine = {task_id for (task_id,) in cursor.fetchall()}
         return [task for task in due if task[0] in mine]
-
-    def timeout(self, task):
-        return timezone.now() + timedelta(seconds=Conf.RETRY)
 
     def acknowledge(self, task_id) -> None:
         self._acks.add(task_id)
