@@ -123,6 +123,8 @@ def _database(url: str | None) -> dict:
             "timeout": 20,
         }
     elif engine == "django.db.backends.mysql":
+        # Django's backend, with BEGIN ... COMMIT transactions (ordersite/mysql/base.py).
+        config["ENGINE"] = "ordersite.mysql"
         config["OPTIONS"] = {
             "charset": "utf8mb4",
             # READ COMMITTED: no gap locks, so matching one instrument never

@@ -19,7 +19,7 @@ MYSQL_ONLY = (
     "The tests run on MySQL/MariaDB only: run `make test`, or set "
     "DATABASE_URL=mysql://user:pass@host:port/name"
 )
-if DATABASES["default"]["ENGINE"] != "django.db.backends.mysql":
+if DATABASES["default"]["ENGINE"] != "ordersite.mysql":
     if os.environ.get("DATABASE_URL"):
         raise ImproperlyConfigured(MYSQL_ONLY)
     # No database given: pure tests (tests/unit) still run; any test that asks for

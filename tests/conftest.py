@@ -10,7 +10,7 @@ def django_db_modify_db_settings():
     """Refuse, with the reason, to set up a test database anywhere but on MySQL/MariaDB."""
     from django.conf import settings
 
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.mysql":
+    if settings.DATABASES["default"]["ENGINE"] != "ordersite.mysql":
         pytest.fail(settings.MYSQL_ONLY, pytrace=False)
 
 
