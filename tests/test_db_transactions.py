@@ -16,7 +16,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def session_counts() -> dict[str, int]:
     with connection.cursor() as cursor:
-        cursor.execute("SHOW SESSION STATUS WHERE Variable_name IN ('Com_set_option', 'Com_begin', 'Com_commit')")
+        cursor.execute(
+            "SHOW SESSION STATUS WHERE Variable_name IN ('Com_set_option', 'Com_begin', 'Com_commit')"
+        )
         return {name: int(value) for name, value in cursor.fetchall()}
 
 
@@ -118,7 +120,7 @@ def test_a_row_lock_taken_in_the_block_is_held_until_its_end():
 
 
 def test_manual_autocommit_off_still_keeps_every_statement_until_an_explicit_commit():
-    """``set_autocommit(False)`` is not ``atomic()``: after a commit the next statements are a new transaction."""
+    """``set_autocommit(False)`` is not ``atomic()``: after a commit, the next statements are a new one."""
     transaction.set_autocommit(False)
     try:
         ReportCursor.objects.create(name="first")
