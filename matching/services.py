@@ -2,10 +2,12 @@
 
 Under the instrument's lock, every order of the instrument that waits for a
 matching pass is crossed, in arrival order, against the resting book; fills and
-order updates commit in one transaction (SPEC §5).
+order updates commit in one transaction (SPEC §5). One pass takes every
+instrument with orders waiting, each under its own lock, in one transaction.
 """
 
 import functools
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import transaction
@@ -13,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from matching.engine import BookOrder, OrderBook
-from matching.locks import instrument_ensure, instrument_lock
+from matching.locks import instrument_ensure, instruments_lock
 from matching.models import OrderMatch
 from orders import transitions
 from orders.models import Order
@@ -21,8 +23,10 @@ from orders.plans import RoutePlan
 from ordersite import metrics
 from ordersite.db import compiled_rows, retry_on_deadlock
 
-# Upper bound on the incoming orders one pass takes; the rest wait for the next pass.
+# Upper bound on the incoming orders one pass takes per instrument; the rest wait for the next pass.
 MATCH_BATCH_SIZE = 500
+# Upper bound on the instruments one pass takes (one transaction; their locks in ISIN order).
+PASS_INSTRUMENTS = 50
 # How many orders this process remembers its passes took (oldest forgotten first).
 TAKEN_MEMORY = 20_000
 
@@ -50,103 +54,148 @@ def _remember_taken(orders: list[Order]) -> None:
 
 @retry_on_deadlock
 def instrument_match_pending(*, isin: str, now: datetime | None = None) -> list[RoutePlan]:
-    """Run one matching pass over ``isin``; return the orders it left resting, with due times."""
-    if not compiled_rows(("awaiting match", isin), lambda: _awaiting_match(isin).values_list("pk")[:1]):
+    """Run a matching pass over ``isin``; return the orders it left resting, with due times.
+
+    The same pass, in the same transaction, takes every other instrument with orders
+    awaiting a match (up to ``PASS_INSTRUMENTS`` in all): their tasks then find their
+    orders taken (``order_taken_by_pass``) and skip the database, so a pass's fixed
+    statements serve every order that arrived since the last one.
+    """
+    isins = _instruments_awaiting(isin)
+    if not isins:
         return []  # an earlier pass took this order with its batch
-    instrument_ensure(isin)
+    for each in isins:
+        instrument_ensure(each)
     with transaction.atomic():
-        instrument_lock(isin)
+        instruments_lock(isins)
         now = now or timezone.now()
         # Lock the rows by primary key, in key order: single-row compare-and-set
         # updates (claim, cancel, outcomes) lock the same key first, so the two
         # never wait on each other in opposite orders. A locking read returns the
         # latest version, so an order claimed or cancelled meanwhile is seen as such.
-        ids = [
-            pk for (pk,) in compiled_rows(("book", isin), lambda: _in_book_or_pending(isin).values_list("pk"))
-        ]
-        rows = [
-            order
-            for order in Order.objects.select_for_update().filter(pk__in=ids).order_by("pk")
-            if order.status in Order.WORKING_STATUSES
-        ]
-        pending = sorted(
-            (order for order in rows if order.needs_match), key=lambda o: (o.created_at, str(o.pk))
-        )[:MATCH_BATCH_SIZE]
-        if not pending:
+        ids = [pk for (pk,) in _in_book_or_pending(isins).values_list("pk")]
+        books: dict[str, list[Order]] = {}
+        for order in Order.objects.select_for_update().filter(pk__in=ids).order_by("pk"):
+            if order.status in Order.WORKING_STATUSES:
+                books.setdefault(order.instrument, []).append(order)
+        passes = [_instrument_pass(each, books.get(each, []), now) for each in isins]
+        passes = [each for each in passes if each.pending]
+        if not passes:
             return []
-        resting = [
-            order
-            for order in rows
-            if not order.needs_match
-            and not order.in_flight
-            and order.remaining_quantity > 0
-            and order.time_in_force not in transitions.IMMEDIATE  # IOC/FOK never rest
-        ]
+        pending = [order for each in passes for order in each.pending]
         transaction.on_commit(functools.partial(_remember_taken, pending))
-        return _match(isin, pending, resting, now)
+        return _save(passes, now)
 
 
-def _awaiting_match(isin: str):
-    return Order.objects.awaiting_match().filter(instrument=isin)
+def _instruments_awaiting(isin: str) -> list[str]:
+    """Instruments with orders awaiting a match, PASS_INSTRUMENTS at most: ``isin`` first if it has any."""
+    found = [
+        each
+        for (each,) in compiled_rows(
+            "instruments awaiting match",
+            lambda: (
+                Order.objects.awaiting_match()
+                .order_by()
+                .values_list("instrument")
+                .distinct()[: PASS_INSTRUMENTS - 1]
+            ),
+        )
+    ]
+    if isin in found:
+        found.remove(isin)
+    elif len(found) < PASS_INSTRUMENTS - 1:
+        # The list is whole: ``isin`` has nothing awaiting.
+        return found
+    # Not known to be empty: the pass looks at it under its lock.
+    return [isin, *found]
 
 
-def _in_book_or_pending(isin: str):
+def _in_book_or_pending(isins: list[str]):
     return (
         Order.objects.working()
-        .filter(instrument=isin)
+        .filter(instrument__in=isins)
         .filter(Q(needs_match=True) | Q(in_flight=False, remaining_quantity__gt=0))
+        .order_by()
     )
 
 
-def _match(isin: str, pending: list[Order], resting: list[Order], now: datetime) -> list[RoutePlan]:
-    rows = {order.pk: order for order in (*resting, *pending)}
+@dataclass
+class _Pass:
+    """One instrument's part of a pass: the crossing done in memory, saved with the others."""
+
+    isin: str
+    pending: list[Order]
+    rows: dict = field(default_factory=dict)
+    matches: list[OrderMatch] = field(default_factory=list)
+    changed: dict = field(default_factory=dict)
+    plans: list[RoutePlan] = field(default_factory=list)
+
+
+def _instrument_pass(isin: str, rows: list[Order], now: datetime) -> _Pass:
+    """Cross the instrument's incoming orders, in arrival order, against its resting book."""
+    pending = sorted((order for order in rows if order.needs_match), key=lambda o: (o.created_at, str(o.pk)))[
+        :MATCH_BATCH_SIZE
+    ]
+    result = _Pass(isin=isin, pending=pending)
+    if not pending:
+        return result
+    resting = [
+        order
+        for order in rows
+        if not order.needs_match
+        and not order.in_flight
+        and order.remaining_quantity > 0
+        and order.time_in_force not in transitions.IMMEDIATE  # IOC/FOK never rest
+    ]
+    result.rows = {order.pk: order for order in (*resting, *pending)}
     # Time priority is arrival order, as a sequence number for the engine.
-    sequence = {
-        order.pk: position
-        for position, order in enumerate(sorted(rows.values(), key=lambda o: (o.created_at, str(o.pk))))
-    }
+    arrival = sorted(result.rows.values(), key=lambda o: (o.created_at, str(o.pk)))
+    sequence = {order.pk: position for position, order in enumerate(arrival)}
     book = OrderBook(_book_order(order, sequence) for order in resting)
-    matches: list[OrderMatch] = []
-    changed: dict[object, set[str]] = {}
 
     for order in pending:
         incoming = _book_order(order, sequence)
         # A FOK order goes to the venue whole: a partial internal cross would break all-or-nothing.
         fills = [] if order.time_in_force == Order.TimeInForce.FOK else book.match(incoming)
         for fill in fills:
-            price = fill.price
-            matches.append(
+            result.matches.append(
                 OrderMatch(
                     buy_order_id=fill.buy_id,
                     sell_order_id=fill.sell_id,
                     instrument=isin,
                     quantity=fill.quantity,
-                    price=price,
+                    price=fill.price,
                     matched_at=now,
                 )
             )
             for order_id in (fill.incoming_id, fill.resting_id):
-                fields = transitions.order_fill_internally(rows[order_id], fill.quantity, price)
-                changed.setdefault(order_id, set()).update(fields)
-        changed.setdefault(order.pk, set()).update(transitions.order_finish_match_pass(order, now))
+                fields = transitions.order_fill_internally(result.rows[order_id], fill.quantity, fill.price)
+                result.changed.setdefault(order_id, set()).update(fields)
+        result.changed.setdefault(order.pk, set()).update(transitions.order_finish_match_pass(order, now))
         if order.remaining_quantity > 0 and order.time_in_force not in transitions.IMMEDIATE:
             book.add(incoming)
-
-    OrderMatch.objects.bulk_create(matches)
-    if matches:  # counted once committed: a deadlock victim's retry would count twice
-        transaction.on_commit(functools.partial(metrics.fills_committed, len(matches)))
-    filled = {order_id for match in matches for order_id in (match.buy_order_id, match.sell_order_id)}
-    transitions.orders_save_match_pass(
-        {rows[order_id]: fields for order_id, fields in changed.items()},
-        [rows[order_id] for order_id in sorted(filled, key=str)],
-        now,
-    )
     # Resting orders that were only partly filled keep the plan they already have.
-    return [
+    result.plans = [
         RoutePlan(order_id=order.pk, instrument=isin, route_at=order.route_at)
         for order in pending
         if order.remaining_quantity > 0
     ]
+    return result
+
+
+def _save(passes: list[_Pass], now: datetime) -> list[RoutePlan]:
+    """Save every instrument's part of the pass: one INSERT of fills, one UPDATE, one INSERT of events."""
+    matches = [match for each in passes for match in each.matches]
+    OrderMatch.objects.bulk_create(matches)
+    if matches:  # counted once committed: a deadlock victim's retry would count twice
+        transaction.on_commit(functools.partial(metrics.fills_committed, len(matches)))
+    changed, filled = {}, []
+    for each in passes:
+        changed.update({each.rows[order_id]: fields for order_id, fields in each.changed.items()})
+        sides = (order_id for match in each.matches for order_id in (match.buy_order_id, match.sell_order_id))
+        filled += [each.rows[order_id] for order_id in sorted(set(sides), key=str)]
+    transitions.orders_save_match_pass(changed, filled, now)
+    return [plan for each in passes for plan in each.plans]
 
 
 def _book_order(order: Order, sequence: dict) -> BookOrder:

@@ -152,6 +152,8 @@ class Order(models.Model):
             models.Index(fields=["client_order_id"], name="order_client_order_id"),
             # The matching book and the pending queue of one instrument.
             models.Index(fields=["instrument", "status", "needs_match"], name="order_book"),
+            # Which instruments have orders awaiting a matching pass (few rows: needs_match first).
+            models.Index(fields=["needs_match", "status", "instrument"], name="order_awaiting_match"),
             # The sweeper: working orders by last progress.
             models.Index(fields=["status", "updated_at"], name="order_sweep"),
         ]

@@ -4,12 +4,16 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from matching import services
 from matching.models import OrderMatch
 from matching.services import instrument_match_pending
 from orders.models import Order
 from orders.pipeline import order_process
+from ordersite.db import _compiled
 from tests.factories import OrderFactory
 from tests.pipeline_helpers import assert_invariants
 
@@ -134,7 +138,7 @@ def test_cancelled_failed_and_in_flight_orders_are_not_in_the_book():
     assert buy.status == Order.Status.OPEN
 
 
-def test_other_instruments_are_not_touched():
+def test_orders_of_different_instruments_never_cross():
     _order("sell", 10, "10.00", seconds=1, instrument="DE000BAY0017")
     buy = _order("buy", 10, "10.00", seconds=2)
 
@@ -155,3 +159,56 @@ def test_processing_an_order_twice_changes_nothing():
 
     assert list(Order.objects.order_by("pk").values()) == snapshot
     assert OrderMatch.objects.count() == 1
+
+
+OTHER = "DE000BAY0017"
+THIRD = "GB0002634946"
+
+
+def test_a_pass_takes_every_instrument_with_orders_awaiting_a_match(django_capture_on_commit_callbacks):
+    sells = [_order("sell", 10, "10.00", seconds=1, instrument=isin) for isin in (ISIN, OTHER, THIRD)]
+    instrument_match_pending(isin=ISIN)  # the sells rest, all three
+    buys = [_order("buy", 10, "10.00", seconds=2, instrument=isin) for isin in (ISIN, OTHER, THIRD)]
+
+    with django_capture_on_commit_callbacks(execute=True), CaptureQueriesContext(connection) as queries:
+        plans = instrument_match_pending(isin=OTHER)
+
+    _refresh(*sells, *buys)
+    assert plans == []  # nothing left resting
+    assert {order.status for order in (*sells, *buys)} == {Order.Status.MATCHED}
+    assert sorted(OrderMatch.objects.values_list("instrument", flat=True)) == sorted([ISIN, OTHER, THIRD])
+    # One pass, whatever the number of instruments: which ones await, BEGIN, their locks,
+    # the book's ids, its rows locked, the fills, the orders, the events, COMMIT.
+    assert len(queries) == 9, "\n".join(q["sql"][:70] for q in queries.captured_queries)
+    # Their own tasks find their orders taken and ask nothing.
+    with CaptureQueriesContext(connection) as queries:
+        for buy in buys:
+            order_process(order_id=buy.pk, instrument=buy.instrument, attempts=buy.placement_attempts)
+    assert len(queries) == 0
+    assert_invariants()
+
+
+def test_a_pass_whose_instrument_has_nothing_waiting_still_takes_the_others():
+    sell = _order("sell", 10, "10.00", seconds=1, instrument=OTHER)
+    buy = _order("buy", 10, "10.00", seconds=2, instrument=OTHER)
+
+    instrument_match_pending(isin=ISIN)
+
+    _refresh(sell, buy)
+    assert (sell.status, buy.status) == (Order.Status.MATCHED, Order.Status.MATCHED)
+
+
+def test_a_pass_over_many_instruments_always_includes_its_own(monkeypatch):
+    monkeypatch.setattr(services, "PASS_INSTRUMENTS", 2)
+    mine = _order("buy", 10, "10.00", seconds=1, instrument=THIRD)
+    for isin in (ISIN, OTHER):
+        _order("buy", 10, "10.00", seconds=2, instrument=isin)
+    _compiled.clear()  # the cap is compiled into the query
+
+    instrument_match_pending(isin=THIRD)
+
+    mine.refresh_from_db()
+    assert mine.needs_match is False
+    # One more instrument at most: PASS_INSTRUMENTS in all.
+    assert Order.objects.filter(needs_match=True).count() == 1
+    _compiled.clear()

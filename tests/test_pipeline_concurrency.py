@@ -1,4 +1,4 @@
-"""Many orders on one instrument from several threads at once keep every invariant."""
+"""Many orders on one or more instruments from several threads at once keep every invariant."""
 
 import random
 import threading
@@ -41,7 +41,16 @@ def _client_thread(owner, isins, seed, errors):
         connection.close()
 
 
-@pytest.mark.parametrize("isins", [["US0378331005"], ["US0378331005", "DE000BAY0017"]])
+# Passes take every instrument with orders waiting: with several, concurrent passes lock
+# overlapping sets of instruments (in ISIN order) and must neither deadlock nor cross twice.
+@pytest.mark.parametrize(
+    "isins",
+    [
+        ["US0378331005"],
+        ["US0378331005", "DE000BAY0017"],
+        ["US0378331005", "DE000BAY0017", "GB0002634946", "FR0000120271"],
+    ],
+)
 def test_concurrent_orders_settle_with_invariants_intact(dispatcher, settings, isins):
     settings.EXCHANGE_FAILURE_RATE = 0.3
     owner = UserFactory()
