@@ -21,7 +21,7 @@ from orders import transitions
 from orders.models import Order
 from orders.plans import RoutePlan
 from ordersite import metrics
-from ordersite.db import compiled_rows, retry_on_deadlock
+from ordersite.db import compiled_rows, insert_rows, retry_on_deadlock
 
 # Upper bound on the incoming orders one pass takes per instrument; the rest wait for the next pass.
 MATCH_BATCH_SIZE = 500
@@ -186,7 +186,7 @@ def _instrument_pass(isin: str, rows: list[Order], now: datetime) -> _Pass:
 def _save(passes: list[_Pass], now: datetime) -> list[RoutePlan]:
     """Save every instrument's part of the pass: one INSERT of fills, one UPDATE, one INSERT of events."""
     matches = [match for each in passes for match in each.matches]
-    OrderMatch.objects.bulk_create(matches)
+    insert_rows(matches)
     if matches:  # counted once committed: a deadlock victim's retry would count twice
         transaction.on_commit(functools.partial(metrics.fills_committed, len(matches)))
     changed, filled = {}, []

@@ -32,7 +32,7 @@ from orders import transitions
 from orders.models import Order, PlacementAttempt
 from orders.plans import RoutePlan
 from ordersite import metrics
-from ordersite.db import retry_on_deadlock
+from ordersite.db import insert_rows, retry_on_deadlock
 
 logger = logging.getLogger("orders.placement")
 
@@ -134,11 +134,12 @@ def placement_claim(
         return [], later
     checked = {pk for pk, _ in lost}
     claims = [Claim(order=o, attempt=o.placement_attempts, status_check=o.pk in checked) for o in claimed]
-    PlacementAttempt.objects.bulk_create(
+    attempts = [
         PlacementAttempt(order=c.order, number=c.attempt, quantity=c.order.remaining_quantity, started_at=now)
         for c in claims
         if not c.status_check
-    )
+    ]
+    insert_rows(attempts)
     return claims, later
 
 

@@ -40,7 +40,7 @@ from orders.placement import (
 )
 from orders.tasks import enqueue_order_processing
 from ordersite import metrics
-from ordersite.db import retry_on_deadlock, update_rows
+from ordersite.db import insert_rows, retry_on_deadlock, update_rows
 
 logger = logging.getLogger("orders.venue")
 
@@ -86,7 +86,7 @@ def venue_send(claims) -> None:
                 attempt=claim.attempt,
             )
         )
-    OutboxMessage.objects.bulk_create(rows)
+    insert_rows(rows)
 
 
 def venue_ask_status(order: Order) -> None:

@@ -78,19 +78,24 @@ def update_rows(objs: list, fields: tuple[str, ...] | list[str]) -> int:
     return matched
 
 
-def insert_rows(objs: list, fields: tuple[str, ...] | list[str]) -> None:
+def insert_rows(objs: list, fields: tuple[str, ...] | list[str] | None = None) -> None:
     """Insert model instances ``objs`` (one model): ``bulk_create`` without the ORM's compiler.
 
-    One multi-row INSERT of ``fields``, each value prepared by its field as ``save()``
-    prepares it; no ``pre_save`` (set ``auto_now`` fields yourself), no signals, and the
-    new primary keys are not read back. For the hot paths that write rows nobody reads
-    back in the same transaction (order events on every change).
+    One multi-row INSERT of ``fields`` (by default every field but an auto-increment
+    key), each value prepared by its field as ``save()`` prepares it; no ``pre_save``
+    (set ``auto_now`` fields yourself), no signals, and the new primary keys are not
+    read back. For the hot paths that write rows nobody reads back in the same
+    transaction (order events on every change, fills of a matching pass, claims'
+    attempts and outbox rows); the rows get consecutive keys in the order given.
     """
     if not objs:
         return
     meta = type(objs[0])._meta
     quote = connection.ops.quote_name
-    columns = [meta.get_field(name) for name in fields]
+    if fields is None:
+        columns = [field for field in meta.concrete_fields if field is not meta.auto_field]
+    else:
+        columns = [meta.get_field(name) for name in fields]
     rows = [
         [field.get_db_prep_save(getattr(obj, field.attname), connection) for field in columns] for obj in objs
     ]
