@@ -114,7 +114,7 @@ _compiled: dict = {}
 def compiled_rows(key, queryset_factory) -> list[tuple]:
     """The rows of ``queryset_factory()``'s SQL, compiled once per ``key`` (and database vendor).
 
-    For the hot loops' small fixed queries (a matching pass runs three per instrument):
+    For the hot loops' small fixed queries (a matching pass's check for instruments waiting):
     building and compiling a queryset costs more than running it. ``key`` must name
     everything the queryset depends on (its parameters: an ISIN, say); rows are raw
     database values, with no field conversion (a UUID key is its stored text).
