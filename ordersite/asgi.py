@@ -1,6 +1,45 @@
+"""The ASGI application ``make run`` serves under uvicorn.
+
+Two Django handlers behind one router:
+
+- **Async views** (the order event stream, SPEC §10) go to Django's ASGI handler: an
+  idle stream is a suspended coroutine, not a thread.
+- **Every other request** (the API, the back office, /healthz, /metrics, a 404) goes to
+  Django's WSGI handler, run by a2wsgi in a fixed pool of ``WEB_THREADS`` threads per
+  process. Django's ASGI handler would run each sync view in a thread of its own, made
+  for that one request, so the thread-local database connection was opened on every
+  request and left open until the garbage collector found it. In a fixed pool each
+  thread keeps its connection (``CONN_MAX_AGE``), checked and closed as under gunicorn,
+  because a2wsgi also closes the response (``request_finished``) on that thread.
+"""
+
 import os
 
+from a2wsgi import WSGIMiddleware
+from asgiref.sync import iscoroutinefunction
 from django.core.asgi import get_asgi_application
+from django.core.wsgi import get_wsgi_application
+from django.urls import Resolver404, get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ordersite.settings")
-application = get_asgi_application()
+
+WEB_THREADS = int(os.environ.get("WEB_THREADS", "8"))
+
+asgi_handler = get_asgi_application()
+wsgi_pool = WSGIMiddleware(get_wsgi_application(), workers=WEB_THREADS)
+
+
+def serves_async(path: str) -> bool:
+    """Whether ``path`` resolves to an async view (served by Django's ASGI handler)."""
+    try:
+        match = get_resolver().resolve(path)
+    except Resolver404:
+        return False
+    return iscoroutinefunction(match.func)
+
+
+async def application(scope, receive, send):
+    if scope["type"] == "http" and not serves_async(scope["path"]):
+        await wsgi_pool(scope, receive, send)
+    else:
+        await asgi_handler(scope, receive, send)

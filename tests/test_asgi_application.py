@@ -1,0 +1,91 @@
+"""The ASGI application (``ordersite/asgi.py``) under a real uvicorn process.
+
+Sync views run in a fixed pool of threads through Django's WSGI handler, so each
+thread keeps its database connection; async views (the event stream) run in Django's
+ASGI handler. Counted on the server: MariaDB's ``Connections`` status is the number of
+connections it has accepted.
+"""
+
+import json
+import urllib.request
+
+import pytest
+from django.db import connection
+
+from ordersite.asgi import serves_async
+from tests.factories import TokenFactory, UserFactory
+from tests.pipeline_helpers import WebServer
+
+THREADS = 3
+REQUESTS = 60
+
+
+def accepted_connections() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW GLOBAL STATUS LIKE 'Connections'")
+        return int(cursor.fetchone()[1])
+
+
+def call(url: str, token: str, body: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.loads(response.read())
+
+
+@pytest.mark.parametrize(
+    ("path", "is_async"),
+    [
+        ("/orders/events", True),
+        ("/orders/events/", True),
+        ("/orders", False),
+        ("/orders/0b0a7e4e-3c1f-4a51-9d53-8c5a2b1e9f10/cancel", False),
+        ("/healthz", False),
+        ("/admin/", False),
+        ("/no/such/page", False),
+    ],
+)
+def test_only_async_views_go_to_the_asgi_handler(path, is_async):
+    assert serves_async(path) is is_async
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_requests_reuse_the_pool_threads_database_connections():
+    token = TokenFactory(user=UserFactory()).key
+    server = WebServer(WEB_THREADS=THREADS).start()
+    try:
+        before = accepted_connections()
+        statuses = []
+        for n in range(REQUESTS):
+            order = {"type": "limit", "side": "buy", "instrument": "US0378331005", "quantity": 1 + n}
+            status, _ = call(f"{server.url}/orders", token, {**order, "limit_price": 5})
+            statuses.append(status)
+            status, listed = call(f"{server.url}/orders?limit=5", token)
+            statuses.append(status)
+        opened = accepted_connections() - before
+    finally:
+        server.stop()
+    assert statuses == [201, 200] * REQUESTS
+    assert listed["results"][0]["quantity"] == REQUESTS
+    # One connection per pool thread at most (a thread per request opened 120 here).
+    assert opened <= THREADS, opened
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_the_event_stream_is_still_served_by_the_asgi_handler():
+    token = TokenFactory(user=UserFactory()).key
+    server = WebServer(WEB_THREADS=THREADS).start()
+    try:
+        request = urllib.request.Request(
+            f"{server.url}/orders/events", headers={"Authorization": f"Token {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "text/event-stream"
+    finally:
+        server.stop()
