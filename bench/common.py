@@ -123,16 +123,30 @@ ROLES = (
 def cpu_by_role() -> dict[str, float]:
     """CPU seconds so far of every process on the machine with a role in ROLES, summed per role."""
     totals: dict[str, float] = {}
+    commands = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+                commands[pid] = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
+    for pid, command in commands.items():
+        if "multiprocessing" in command:
+            # A spawned child (uvicorn's workers) shows only multiprocessing's own
+            # command line: it has its parent's role.
+            command = commands.get(_parent(pid), command)
         role = next((name for marker, name in ROLES if marker in command), None)
         if role is not None:
             totals[role] = totals.get(role, 0.0) + cpu_seconds(int(pid))
     return totals
+
+
+def _parent(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[1]
+    except OSError:
+        return ""
 
 
 def db_questions(env: dict) -> int:

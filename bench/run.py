@@ -1,6 +1,6 @@
 """`make bench`: POST /orders against its bare-DRF yardstick, orders settled end to end, the venue.
 
-Runs real processes on loopback only: gunicorn (bench settings), the django-q2
+Runs real processes on loopback only: uvicorn as make run serves it (bench settings), the django-q2
 cluster and wrk; then ``run_venue`` and ``run_gateway`` (bench/venue_runs.py). Every
 phase is bounded in time. Prints the figures of issues 2, 3, 8 and 9.
 """
@@ -20,6 +20,7 @@ from bench.common import (
     GUNICORN,
     PY,
     ROOT,
+    UVICORN,
     ProcessGroup,
     api_token,
     check_invariants,
@@ -34,12 +35,15 @@ API_SECONDS = int(os.environ.get("BENCH_API_SECONDS", "10"))
 API_CONNECTIONS = int(os.environ.get("BENCH_API_CONNECTIONS", "8"))
 E2E_SECONDS = int(os.environ.get("BENCH_E2E_SECONDS", "30"))
 # One worker process holds EXCHANGE_CONCURRENCY calls in flight; on 2 cores a second
-# one only competes with gunicorn for the CPU (see docs/decisions.md).
+# one only competes with the web server for the CPU (see docs/decisions.md).
 Q_WORKERS = os.environ.get("Q_WORKERS", "1")
 E2E_CONNECTIONS = int(os.environ.get("BENCH_E2E_CONNECTIONS", "8"))
 SETTLE_TIMEOUT = int(os.environ.get("BENCH_SETTLE_TIMEOUT", "180"))
 INSTRUMENTS = 20
 VENUE = os.environ.get("BENCH_VENUE", "1") != "0"
+# The web server: uvicorn with the ASGI application, as make run serves it, or
+# BENCH_WEB_SERVER=gunicorn for gunicorn's sync workers (the figures before 2026-12-07).
+WEB_SERVER = os.environ.get("BENCH_WEB_SERVER", "uvicorn")
 
 
 def log(message):
@@ -117,7 +121,7 @@ def intake(base, token):
     """Issue 2: POST /orders against the bare DRF yardstick, no cluster running (intake only)."""
     log(
         f"\n== POST /orders intake vs bare DRF ModelViewSet ({API_SECONDS}s each, "
-        f"{API_CONNECTIONS} connections, same gunicorn, same database)"
+        f"{API_CONNECTIONS} connections, same {WEB_SERVER}, same database)"
     )
     wrk(f"{base}/bench/bare-orders/", token, 3, API_CONNECTIONS, FIXED_BODY_LUA)  # warm-up
     wrk(f"{base}/orders", token, 3, API_CONNECTIONS, FIXED_BODY_LUA)
@@ -268,25 +272,18 @@ def main():
     base = f"http://127.0.0.1:{PORT}"
     log(
         f"bench: database {env['DATABASE_URL'].split('@')[-1]}, {os.cpu_count()} cores, "
-        f"{WEB_WORKERS} gunicorn workers, {Q_WORKERS} django-q2 worker process(es)"
+        f"{WEB_WORKERS} {WEB_SERVER} workers, {Q_WORKERS} django-q2 worker process(es)"
     )
     manage(env, "migrate", "--noinput", "-v0")
     token = api_token(env, "bench")
 
-    web = ProcessGroup(
-        "bench-web",
-        [
-            GUNICORN,
-            "ordersite.wsgi",
-            "--bind",
-            f"127.0.0.1:{PORT}",
-            "--workers",
-            str(WEB_WORKERS),
-            "--log-level",
-            "warning",
-        ],
-        env,
-    )
+    if WEB_SERVER == "uvicorn":
+        argv = [UVICORN, "ordersite.asgi:application", "--port", str(PORT), "--workers", str(WEB_WORKERS)]
+        argv += ["--no-access-log", "--lifespan", "off", "--backlog", "4096"]
+    else:
+        argv = [GUNICORN, "ordersite.wsgi", "--bind", f"127.0.0.1:{PORT}", "--workers", str(WEB_WORKERS)]
+        argv += ["--log-level", "warning"]
+    web = ProcessGroup("bench-web", argv, env)
     cluster = ProcessGroup("bench-cluster", [PY, "manage.py", "qcluster"], env)
     try:
         web.start()
