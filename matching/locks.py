@@ -46,10 +46,13 @@ def _lock_rows(isins: list[str]) -> set[str]:
     """``SELECT … FOR UPDATE`` of the instruments' rows in ISIN order; the ISINs found."""
     table, column = Instrument._meta.db_table, Instrument._meta.pk.column
     quote = connection.ops.quote_name
+    # SQLite (make run without DATABASE_URL) has no row locks: its IMMEDIATE
+    # transactions hold the database's one write lock from BEGIN (settings.py).
+    for_update = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {quote(column)} FROM {quote(table)} WHERE {quote(column)} IN "
-            f"({', '.join(['%s'] * len(isins))}) ORDER BY {quote(column)} FOR UPDATE",
+            f"({', '.join(['%s'] * len(isins))}) ORDER BY {quote(column)}{for_update}",
             isins,
         )
         return {isin for (isin,) in cursor.fetchall()}
