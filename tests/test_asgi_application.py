@@ -52,23 +52,28 @@ def test_only_async_views_go_to_the_asgi_handler(path, is_async):
     assert serves_async(path) is is_async
 
 
+@pytest.fixture(scope="module")
+def web(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        server = WebServer(WEB_THREADS=THREADS).start()
+    yield server
+    server.stop()
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
-def test_requests_reuse_the_pool_threads_database_connections():
+def test_requests_reuse_the_pool_threads_database_connections(web):
     token = TokenFactory(user=UserFactory()).key
-    server = WebServer(WEB_THREADS=THREADS).start()
-    try:
-        before = accepted_connections()
-        statuses = []
-        for n in range(REQUESTS):
-            order = {"type": "limit", "side": "buy", "instrument": "US0378331005", "quantity": 1 + n}
-            status, _ = call(f"{server.url}/orders", token, {**order, "limit_price": 5})
-            statuses.append(status)
-            status, listed = call(f"{server.url}/orders?limit=5", token)
-            statuses.append(status)
-        opened = accepted_connections() - before
-    finally:
-        server.stop()
+    before = accepted_connections()
+    statuses = []
+    for n in range(REQUESTS):
+        order = {"type": "limit", "side": "buy", "instrument": "US0378331005", "quantity": 1 + n}
+        status, _ = call(f"{web.url}/orders", token, {**order, "limit_price": 5})
+        statuses.append(status)
+        status, listed = call(f"{web.url}/orders?limit=5", token)
+        statuses.append(status)
+    opened = accepted_connections() - before
+
     assert statuses == [201, 200] * REQUESTS
     assert listed["results"][0]["quantity"] == REQUESTS
     # One connection per pool thread at most (a thread per request opened 120 here).
@@ -77,15 +82,9 @@ def test_requests_reuse_the_pool_threads_database_connections():
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
-def test_the_event_stream_is_still_served_by_the_asgi_handler():
+def test_the_event_stream_is_still_served_by_the_asgi_handler(web):
     token = TokenFactory(user=UserFactory()).key
-    server = WebServer(WEB_THREADS=THREADS).start()
-    try:
-        request = urllib.request.Request(
-            f"{server.url}/orders/events", headers={"Authorization": f"Token {token}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 200
-            assert response.headers["Content-Type"] == "text/event-stream"
-    finally:
-        server.stop()
+    request = urllib.request.Request(f"{web.url}/orders/events", headers={"Authorization": f"Token {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/event-stream"
