@@ -17,16 +17,21 @@ import os
 
 from a2wsgi import WSGIMiddleware
 from asgiref.sync import iscoroutinefunction
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.core.wsgi import get_wsgi_application
 from django.urls import Resolver404, get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ordersite.settings")
 
-WEB_THREADS = int(os.environ.get("WEB_THREADS", "8"))
-
 asgi_handler = get_asgi_application()
-wsgi_pool = WSGIMiddleware(get_wsgi_application(), workers=WEB_THREADS)
+wsgi_pool = WSGIMiddleware(get_wsgi_application(), workers=settings.WEB_THREADS)
+
+
+def _path_info(scope) -> str:
+    """The path Django resolves: without the prefix the server is mounted at (``root_path``)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def serves_async(path: str) -> bool:
@@ -39,7 +44,7 @@ def serves_async(path: str) -> bool:
 
 
 async def application(scope, receive, send):
-    if scope["type"] == "http" and not serves_async(scope["path"]):
+    if scope["type"] == "http" and not serves_async(_path_info(scope)):
         await wsgi_pool(scope, receive, send)
     else:
         await asgi_handler(scope, receive, send)

@@ -207,6 +207,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Threads per uvicorn worker that run the sync views, each keeping its database
+# connection (ordersite/asgi.py).
+WEB_THREADS = max(1, env_int("WEB_THREADS", 8))
+
 # --- Processing pipeline (SPEC §4-§6) -------------------------------------
 EXCHANGE_LATENCY = env_float("EXCHANGE_LATENCY", 0.5)
 EXCHANGE_FAILURE_RATE = env_float("EXCHANGE_FAILURE_RATE", 0.1)

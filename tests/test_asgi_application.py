@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from django.db import connection
 
-from ordersite.asgi import serves_async
+from ordersite.asgi import _path_info, serves_async
 from tests.factories import TokenFactory, UserFactory
 from tests.pipeline_helpers import WebServer
 
@@ -50,6 +50,12 @@ def call(url: str, token: str, body: dict | None = None) -> tuple[int, dict]:
 )
 def test_only_async_views_go_to_the_asgi_handler(path, is_async):
     assert serves_async(path) is is_async
+
+
+def test_a_prefix_the_server_is_mounted_at_is_not_part_of_the_path():
+    assert _path_info({"path": "/api/orders/events", "root_path": "/api"}) == "/orders/events"
+    assert _path_info({"path": "/orders/events", "root_path": ""}) == "/orders/events"
+    assert _path_info({"path": "/orders/events"}) == "/orders/events"
 
 
 @pytest.fixture(scope="module")
