@@ -161,7 +161,7 @@ def ingest_runs(env: dict, tmp: str, isins: list[str]) -> None:
     )
     if not RATES or INGEST_SECONDS <= 0:
         log("(skipped: BENCH_VENUE_RATES empty or BENCH_VENUE_INGEST_SECONDS=0)")
-    ceiling, best = 0.0, 0.0
+    kept, top = None, None  # (N, applied/s, stored/s) of the highest N kept up with; of the most applied
     for rate in RATES if INGEST_SECONDS > 0 else []:
         s = ingest(env, tmp, rate, INGEST_SECONDS, isins[:FIREHOSE_ORDERS])
         stored = sum(s["stored"]) / len(s["stored"])
@@ -174,12 +174,20 @@ def ingest_runs(env: dict, tmp: str, isins: list[str]) -> None:
             f"{'kept up' if kept_up else 'FELL BEHIND'}; CPU-s gateway {s['cpu']['gateway']:.0f}, "
             f"applier {s['cpu'].get('applier', 0):.0f}, venue {s['cpu']['venue']:.0f}"
         )
-        best = max(best, applied)
-        if kept_up:
-            ceiling = max(ceiling, applied)
-    if RATES and INGEST_SECONDS > 0:
-        how = "the highest N it kept up with" if ceiling else "its ceiling: it fell behind at every N tried"
-        log(f"reports applied       : {ceiling or best:8.0f} /s sustained, {how} (target >= 5,000)")
+        if top is None or applied > top[1]:
+            top = (rate, applied, stored)
+        if kept_up and (kept is None or rate > kept[0]):
+            kept = (rate, applied, stored)
+    if top is not None:
+        if kept is None:
+            line = f"{top[1]:8.0f} /s sustained, its ceiling: it fell behind at every N tried"
+        else:
+            line = f"{kept[1]:8.0f} /s sustained at N={kept[0]}, the highest N it kept up with"
+        log(f"reports applied       : {line} (target >= 5,000)")
+        log(
+            f"  ceiling             : {top[1]:8.0f} /s applied at N={top[0]} "
+            f"(the venue sent {top[2]:.0f}/s), the most of any N tried"
+        )
 
     if LAG_SECONDS <= 0:
         log("(lag run skipped: BENCH_VENUE_LAG_SECONDS=0)")
