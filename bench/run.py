@@ -42,7 +42,7 @@ SETTLE_TIMEOUT = int(os.environ.get("BENCH_SETTLE_TIMEOUT", "180"))
 INSTRUMENTS = 20
 VENUE = os.environ.get("BENCH_VENUE", "1") != "0"
 # The web server: uvicorn with the ASGI application, as make run serves it, or
-# BENCH_WEB_SERVER=gunicorn for gunicorn's sync workers (the figures before 2026-12-07).
+# BENCH_WEB_SERVER=gunicorn for gunicorn's sync workers (the figures before issue 9's last session).
 WEB_SERVER = os.environ.get("BENCH_WEB_SERVER", "uvicorn")
 
 
