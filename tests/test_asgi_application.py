@@ -7,14 +7,17 @@ connections it has accepted.
 """
 
 import json
+import urllib.error
 import urllib.request
 
 import pytest
 from django.db import connection
 
+from orders.errors import INTERNAL_ERROR
+from orders.models import Order
 from ordersite.asgi import _path_info, serves_async
 from tests.factories import TokenFactory, UserFactory
-from tests.pipeline_helpers import WebServer
+from tests.pipeline_helpers import WebServer, free_port
 
 THREADS = 3
 REQUESTS = 60
@@ -26,14 +29,18 @@ def accepted_connections() -> int:
         return int(cursor.fetchone()[1])
 
 
-def call(url: str, token: str, body: dict | None = None) -> tuple[int, dict]:
+def call(url: str, token: str, body: dict | bytes | None = None) -> tuple[int, dict]:
+    """Status and JSON body of a request, error statuses included."""
     request = urllib.request.Request(
         url,
-        data=None if body is None else json.dumps(body).encode(),
+        data=body if body is None or isinstance(body, bytes) else json.dumps(body).encode(),
         headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.status, json.loads(response.read())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 @pytest.mark.parametrize(
@@ -94,3 +101,31 @@ def test_the_event_stream_is_still_served_by_the_asgi_handler(web):
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == "text/event-stream"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_bad_input_through_the_pool_is_refused_and_stores_nothing(web):
+    token = TokenFactory(user=UserFactory()).key
+
+    malformed = call(f"{web.url}/orders", token, b'{"type": "market",')
+    too_large = call(f"{web.url}/orders", token, b'{"pad": "' + b"x" * 70_000 + b'"}')
+
+    assert malformed[0] == 400 and "detail" in malformed[1]
+    assert too_large == (413, {"detail": "Request body too large."})
+    assert not Order.objects.exists()
+
+
+@pytest.mark.slow
+def test_an_internal_error_through_the_pool_is_the_specs_500_body():
+    # Nothing listens where this server looks for its database.
+    server = WebServer(
+        WEB_THREADS=THREADS, DATABASE_URL=f"mysql://root@127.0.0.1:{free_port()}/nowhere"
+    ).start()
+    try:
+        order = {"type": "market", "side": "buy", "instrument": "US0378331005", "quantity": 1}
+        status, body = call(f"{server.url}/orders", "0" * 40, order)
+    finally:
+        server.stop()
+
+    assert (status, body) == (500, {"message": INTERNAL_ERROR})
