@@ -133,9 +133,7 @@ class _Pass:
 
 def _instrument_pass(isin: str, rows: list[Order], now: datetime) -> _Pass:
     """Cross the instrument's incoming orders, in arrival order, against its resting book."""
-    pending = sorted((order for order in rows if order.needs_match), key=lambda o: (o.created_at, str(o.pk)))[
-        :MATCH_BATCH_SIZE
-    ]
+    pending = sorted((order for order in rows if order.needs_match), key=_arrival)[:MATCH_BATCH_SIZE]
     result = _Pass(isin=isin, pending=pending)
     if not pending:
         return result
@@ -149,7 +147,7 @@ def _instrument_pass(isin: str, rows: list[Order], now: datetime) -> _Pass:
     ]
     result.rows = {order.pk: order for order in (*resting, *pending)}
     # Time priority is arrival order, as a sequence number for the engine.
-    arrival = sorted(result.rows.values(), key=lambda o: (o.created_at, str(o.pk)))
+    arrival = sorted(result.rows.values(), key=_arrival)
     sequence = {order.pk: position for position, order in enumerate(arrival)}
     book = OrderBook(_book_order(order, sequence) for order in resting)
 
@@ -196,6 +194,11 @@ def _save(passes: list[_Pass], now: datetime) -> list[RoutePlan]:
         filled += [each.rows[order_id] for order_id in sorted(set(sides), key=str)]
     transitions.orders_save_match_pass(changed, filled, now)
     return [plan for each in passes for plan in each.plans]
+
+
+def _arrival(order: Order) -> tuple:
+    """Time priority: arrival order, ties broken by key."""
+    return order.created_at, str(order.pk)
 
 
 def _book_order(order: Order, sequence: dict) -> BookOrder:
