@@ -7,10 +7,16 @@ import tempfile
 
 from django.core.exceptions import ImproperlyConfigured
 
-# Metrics of a test run go to a directory of its own, never to a running service's
-# var/prometheus; set before the settings so prometheus_client starts in multiprocess mode.
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="orders-test-metrics-")
-atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+# A test run's files go to a directory of its own, never to a running service's var/
+# (set before the settings, and inherited by the processes tests start): its metrics, so
+# prometheus_client starts in multiprocess mode; and the venue journal's path, which
+# check_invariants reads if a file is there (make run leaves one in var/, with orders of
+# another database). Tests with a real venue name their own journal.
+_RUN_DIR = tempfile.mkdtemp(prefix="orders-test-")
+atexit.register(shutil.rmtree, _RUN_DIR, ignore_errors=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(_RUN_DIR, "metrics")
+os.mkdir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+os.environ["VENUE_DB"] = os.path.join(_RUN_DIR, "venue.sqlite3")
 
 from ordersite.settings import *  # noqa: E402, F403
 from ordersite.settings import DATABASES  # noqa: E402
