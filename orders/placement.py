@@ -119,27 +119,35 @@ def placement_claim(
     claims an order still in flight for the attempt it names (a status check).
     Anything else — terminal, matched, cancelled, waiting for its matching pass
     (which plans it again), or moved on past the named attempt — is dropped.
+
+    One transaction (part of the caller's, if any): a deadlock victim's retry starts
+    over from orders that are still resting. Committed apart, a claim whose attempt
+    rows then lost a deadlock left its orders in flight with no call to answer, until
+    the sweeper asked the exchange about them.
     """
     now = now or timezone.now()
     plans = list(plans)
     due = [plan.order_id for plan in plans if not plan.recover]
     lost = [(plan.order_id, plan.attempt) for plan in plans if plan.recover]
-    transitions.orders_claim_for_call(due, now)
-    transitions.orders_claim_for_status(lost, now)
+    with transaction.atomic(savepoint=False):
+        transitions.orders_claim_for_call(due, now)
+        transitions.orders_claim_for_status(lost, now)
 
-    ids = [plan.order_id for plan in plans]
-    claimed = list(Order.objects.in_flight().filter(pk__in=ids, last_attempt_at=now))
-    later = _later_plans([pk for pk in due if pk not in {order.pk for order in claimed}], now)
-    if not claimed:
-        return [], later
-    checked = {pk for pk, _ in lost}
-    claims = [Claim(order=o, attempt=o.placement_attempts, status_check=o.pk in checked) for o in claimed]
-    attempts = [
-        PlacementAttempt(order=c.order, number=c.attempt, quantity=c.order.remaining_quantity, started_at=now)
-        for c in claims
-        if not c.status_check
-    ]
-    insert_rows(attempts)
+        ids = [plan.order_id for plan in plans]
+        claimed = list(Order.objects.in_flight().filter(pk__in=ids, last_attempt_at=now))
+        later = _later_plans([pk for pk in due if pk not in {order.pk for order in claimed}], now)
+        if not claimed:
+            return [], later
+        checked = {pk for pk, _ in lost}
+        claims = [Claim(order=o, attempt=o.placement_attempts, status_check=o.pk in checked) for o in claimed]
+        attempts = [
+            PlacementAttempt(
+                order=c.order, number=c.attempt, quantity=c.order.remaining_quantity, started_at=now
+            )
+            for c in claims
+            if not c.status_check
+        ]
+        insert_rows(attempts)
     return claims, later
 
 

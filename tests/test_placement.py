@@ -4,8 +4,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 
+import orders.placement
 from exchange.gateway import OrderPlacementError, OrderRejectedError, SimulatedExchange
 from exchange.models import ExchangeOrder
 from matching.services import instrument_match_pending
@@ -207,3 +209,26 @@ def test_exchange_outage_file_fails_every_call_until_removed(tmp_path):
 
     outage.unlink()
     assert exchange.place_order(order).quantity == 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_whose_attempt_rows_lose_a_deadlock_is_retried_whole(monkeypatch):
+    order = _resting(10)
+    real_insert_rows = orders.placement.insert_rows
+    failures = [OperationalError(1213, "Deadlock found when trying to get lock; try restarting transaction")]
+
+    def insert_rows_deadlocked_once(objs, fields=None):
+        if failures:
+            raise failures.pop()
+        real_insert_rows(objs, fields)
+
+    monkeypatch.setattr(orders.placement, "insert_rows", insert_rows_deadlocked_once)
+
+    claims, later = placement_claim(plans=[_plan(order)])
+
+    # The victim's claim rolled back with it; the retry claimed the order afresh.
+    assert [(claim.order.pk, claim.attempt) for claim in claims] == [(order.pk, 1)]
+    assert later == []
+    order.refresh_from_db()
+    assert (order.in_flight, order.placement_attempts) == (True, 1)
+    assert list(PlacementAttempt.objects.values_list("order_id", "number")) == [(order.pk, 1)]
