@@ -198,6 +198,7 @@ def test_order_matched_more_after_the_venue_did_not_hold_it_is_placed_again_for_
     assert (order.status, order.in_flight) == (S.OPEN, False)
     OrderFactory(side=Order.Side.SELL, quantity=40)
     instrument_match_pending(isin=order.instrument)
+    Order.objects.filter(pk=order.pk).update(route_at=timezone.now())  # skip the backoff wait
     placement_send(plans=[RoutePlan(order.pk, order.instrument, timezone.now())])
     order.refresh_from_db()
     assert (order.matched_quantity, order.in_flight, OutboxMessage.objects.last().order_qty) == (40, True, 60)
