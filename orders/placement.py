@@ -236,7 +236,6 @@ def _ask(claim: Claim, exchange) -> Outcome:
 # --- Record -----------------------------------------------------------------------------
 
 
-@retry_on_deadlock
 def placement_record(outcomes: Iterable[Outcome]) -> list[RoutePlan]:
     """Record the outcomes of exchange calls; return what to schedule next.
 
@@ -244,20 +243,33 @@ def placement_record(outcomes: Iterable[Outcome]) -> list[RoutePlan]:
     once, retried after a backoff) or FAILED past the deadline; unknown → still in
     flight, with a status check planned; stale → nothing.
     """
-    now = timezone.now()
-    outcomes = list(outcomes)
-    accepted = [outcome for outcome in outcomes if outcome.accepted]
-    if accepted:
-        _record_accepted(accepted, now)
-    follow_up = [_status_check_plan(outcome.claim, now) for outcome in outcomes if outcome.unknown]
-    back_in_book = set()
-    for outcome in outcomes:
-        if outcome.refused and placement_record_refusal(outcome, now):
-            back_in_book.add(outcome.claim.order.instrument)
+    follow_up, back_in_book = _record_outcomes(list(outcomes))
     for isin in sorted(back_in_book):
         # Back in the book: cross it against what arrived meanwhile, then retry.
         follow_up.extend(instrument_match_pending(isin=isin))
     return follow_up
+
+
+@retry_on_deadlock
+def _record_outcomes(outcomes: list[Outcome]) -> tuple[list[RoutePlan], set[str]]:
+    """Record every outcome in one transaction; return the status checks and the instruments to re-match.
+
+    One transaction, so a deadlock victim's retry records them all afresh. Committed
+    one by one, refusals recorded before the deadlock made the retry's compare-and-set
+    miss them, and their instruments waited for the sweeper's re-match.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        accepted = [outcome for outcome in outcomes if outcome.accepted]
+        if accepted:
+            _record_accepted(accepted, now)
+        back_in_book = {
+            outcome.claim.order.instrument
+            for outcome in outcomes
+            if outcome.refused and placement_record_refusal(outcome, now)
+        }
+    status_checks = [_status_check_plan(outcome.claim, now) for outcome in outcomes if outcome.unknown]
+    return status_checks, back_in_book
 
 
 def placement_status_check_plans(outcomes: Iterable[Outcome]) -> list[RoutePlan]:
@@ -284,7 +296,8 @@ def _record_accepted(accepted: list[Outcome], now: datetime) -> None:
     placement_attempts_finish(
         [(o.claim.order.pk, o.claim.attempt) for o in accepted], PlacementAttempt.Outcome.ACCEPTED, now
     )
-    metrics.orders_submitted(submitted, (o.claim.order.created_at for o in accepted), now)
+    created = [o.claim.order.created_at for o in accepted]
+    transaction.on_commit(functools.partial(metrics.orders_submitted, submitted, created, now))
     if submitted < len(accepted):
         logger.warning("%s stale acceptances ignored", len(accepted) - submitted)
     for outcome in accepted:
@@ -300,7 +313,7 @@ def _record_other_quantity(outcome: Outcome, now: datetime) -> int:
     order, quantity = outcome.claim.order, outcome.accepted_quantity
     moved = transitions.order_accept_other_quantity(order.pk, outcome.claim.attempt, quantity, now)
     if moved:
-        metrics.quantity_mismatch()
+        transaction.on_commit(metrics.quantity_mismatch)
         logger.error(
             "order %s: the exchange holds %s, the remainder sent was %s; placed_quantity follows it",
             order.pk,
@@ -327,7 +340,8 @@ def placement_record_refusal(outcome: Outcome, now: datetime) -> bool:
         reason = REJECTED_REASON if outcome.permanent else DEADLINE_REASON
         failure_reason = reason.format(error=error, attempts=claim.attempt, deadline=deadline)
         if transitions.order_fail(claim.order.pk, claim.attempt, reason=failure_reason, error=error, now=now):
-            metrics.order_failed("rejected" if outcome.permanent else "deadline")
+            cause = "rejected" if outcome.permanent else "deadline"
+            transaction.on_commit(functools.partial(metrics.order_failed, cause))
             logger.warning(
                 "order %s: FAILED: %s", claim.order.pk, failure_reason, extra={"order_id": claim.order.pk}
             )
@@ -337,7 +351,7 @@ def placement_record_refusal(outcome: Outcome, now: datetime) -> bool:
         claim.order.pk, claim.attempt, retry_at=retry_at, error=error, now=now
     )
     if returned:
-        metrics.placement_retried()
+        transaction.on_commit(metrics.placement_retried)
         logger.info(
             "order %s: attempt %s failed (%s), retry at %s",
             claim.order.pk,

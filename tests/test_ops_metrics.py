@@ -135,13 +135,16 @@ def test_accepted_orders_are_counted_once_per_order(api):
     assert value(after, "orders_queue_depth") >= 2
 
 
-def test_a_placement_counts_the_order_placed_its_latency_and_the_call(api):
+def test_a_placement_counts_the_order_placed_its_latency_and_the_call(
+    api, django_capture_on_commit_callbacks
+):
     order_id = api.post("/orders", ORDER, format="json").json()["id"]
     instrument_match_pending(isin=ISIN)
     order = Order.objects.get(pk=order_id)
     before = scrape()
 
-    _place(order, ScriptedExchange())
+    with django_capture_on_commit_callbacks(execute=True):
+        _place(order, ScriptedExchange())
 
     after = scrape()
     assert Order.objects.get(pk=order_id).status == Order.Status.SUBMITTED
@@ -151,12 +154,16 @@ def test_a_placement_counts_the_order_placed_its_latency_and_the_call(api):
     assert moved(before, after, "orders_unsettled") == -1
 
 
-def test_failed_calls_count_retries_and_rejections():
+def test_failed_calls_count_retries_and_rejections_when_their_outcomes_commit(
+    django_capture_on_commit_callbacks,
+):
     retried, rejected = _resting(), _resting(side="sell", limit_price=Decimal("99.00"))
     before = scrape()
 
-    _place(retried, ScriptedExchange(failures=1))
-    _place(rejected, ScriptedExchange(failures=1, error=OrderRejectedError))
+    with django_capture_on_commit_callbacks(execute=True):
+        _place(retried, ScriptedExchange(failures=1))
+        _place(rejected, ScriptedExchange(failures=1, error=OrderRejectedError))
+    assert moved(before, scrape(), "orders_placement_retries_total") == 1  # counted once, on commit
 
     after = scrape()
     assert moved(before, after, "orders_placement_retries_total") == 1

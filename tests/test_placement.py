@@ -8,6 +8,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 import orders.placement
+import orders.transitions
 from exchange.gateway import OrderPlacementError, OrderRejectedError, SimulatedExchange
 from exchange.models import ExchangeOrder
 from matching.services import instrument_match_pending
@@ -232,3 +233,38 @@ def test_a_claim_whose_attempt_rows_lose_a_deadlock_is_retried_whole(monkeypatch
     order.refresh_from_db()
     assert (order.in_flight, order.placement_attempts) == (True, 1)
     assert list(PlacementAttempt.objects.values_list("order_id", "number")) == [(order.pk, 1)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outcomes_whose_recording_loses_a_deadlock_are_recorded_again_whole(monkeypatch):
+    first, second = _resting(10), _resting(10, instrument="US5949181045")
+    claims, _ = placement_claim(plans=[_plan(first), _plan(second)])
+    real_return_to_book = orders.transitions.order_return_to_book
+    failures = [OperationalError(1213, "Deadlock found when trying to get lock; try restarting transaction")]
+
+    calls = []
+
+    def return_to_book_deadlocked_on_the_second(order_id, *args, **kwargs):
+        calls.append(order_id)
+        if len(calls) == 2 and failures:
+            raise failures.pop()
+        return real_return_to_book(order_id, *args, **kwargs)
+
+    monkeypatch.setattr(orders.transitions, "order_return_to_book", return_to_book_deadlocked_on_the_second)
+    real_match_pending, rematched = orders.placement.instrument_match_pending, []
+
+    def match_pending_noted(*, isin):
+        rematched.append(isin)
+        return real_match_pending(isin=isin)
+
+    monkeypatch.setattr(orders.placement, "instrument_match_pending", match_pending_noted)
+
+    follow_up = placement_record([Outcome(claim=claim, error="Exchange busy") for claim in claims])
+
+    # The first refusal rolled back with the victim; the retry recorded both, and asked for both re-matches.
+    assert sorted(rematched) == sorted([first.instrument, second.instrument])
+    assert {plan.order_id for plan in follow_up} == {first.pk, second.pk}
+    for order in (first, second):
+        order.refresh_from_db()
+        assert (order.in_flight, order.needs_match, order.placement_attempts) == (False, False, 1)
+    assert sorted(PlacementAttempt.objects.values_list("outcome", flat=True)) == ["failed", "failed"]
