@@ -10,7 +10,8 @@ Two Django handlers behind one router:
   for that one request, so the thread-local database connection was opened on every
   request and left open until the garbage collector found it. In a fixed pool each
   thread keeps its connection (``CONN_MAX_AGE``), checked and closed as under gunicorn,
-  because a2wsgi also closes the response (``request_finished``) on that thread.
+  because a2wsgi also closes the response (``request_finished``) on that thread. A
+  chunked body is read here first, so the WSGI request knows its length.
 """
 
 import os
@@ -43,8 +44,44 @@ def serves_async(path: str) -> bool:
     return iscoroutinefunction(match.func)
 
 
+async def with_length(scope, receive):
+    """The request, its chunked body (no ``Content-Length``) read here and handed on with its length.
+
+    Django's WSGI request reads ``CONTENT_LENGTH`` bytes of the body, so a chunked
+    body would be read as empty and a valid order refused as malformed. Reading stops
+    one byte past ``DATA_UPLOAD_MAX_MEMORY_SIZE``: Django then refuses the body as too
+    large (413) without this process holding more of it.
+    """
+    names = {name for name, _ in scope["headers"]}
+    if b"content-length" in names or b"transfer-encoding" not in names:
+        return scope, receive
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    body, more = bytearray(), True
+    while more and (limit is None or len(body) <= limit):
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away: pass that on
+            return scope, _replay(message, receive)
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    headers = [(name, value) for name, value in scope["headers"] if name != b"transfer-encoding"]
+    headers.append((b"content-length", str(len(body)).encode()))
+    message = {"type": "http.request", "body": bytes(body), "more_body": False}
+    return {**scope, "headers": headers}, _replay(message, receive)
+
+
+def _replay(message, receive):
+    """A ``receive`` that gives ``message`` first, then whatever the server sends next."""
+    pending = [message]
+
+    async def replayed():
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
 async def application(scope, receive, send):
     if scope["type"] == "http" and not serves_async(_path_info(scope)):
+        scope, receive = await with_length(scope, receive)
         await wsgi_pool(scope, receive, send)
     else:
         await asgi_handler(scope, receive, send)

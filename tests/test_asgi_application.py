@@ -6,6 +6,8 @@ ASGI handler. Seen on the server: MariaDB's process list names each connection t
 test database by an id it never gives again.
 """
 
+import asyncio
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -15,7 +17,7 @@ from django.db import connection
 
 from orders.errors import INTERNAL_ERROR
 from orders.models import Order
-from ordersite.asgi import _path_info, serves_async
+from ordersite.asgi import _path_info, serves_async, with_length
 from tests.factories import TokenFactory, UserFactory
 from tests.pipeline_helpers import WebServer, free_port
 
@@ -120,6 +122,56 @@ def test_bad_input_through_the_pool_is_refused_and_stores_nothing(web):
     assert malformed[0] == 400 and "detail" in malformed[1]
     assert too_large == (413, {"detail": "Request body too large."})
     assert not Order.objects.exists()
+
+
+def call_chunked(web, token: str, pieces: list[bytes]) -> tuple[int, dict]:
+    """POST /orders with a chunked body (``Transfer-Encoding: chunked``, no ``Content-Length``)."""
+    client = http.client.HTTPConnection("127.0.0.1", web.port, timeout=10)
+    try:
+        headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+        client.request("POST", "/orders", body=iter(pieces), headers=headers, encode_chunked=True)
+        response = client.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        client.close()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_a_chunked_body_is_read_whole(web):
+    token = TokenFactory(user=UserFactory()).key
+    order = {"type": "market", "side": "sell", "instrument": "US0378331005", "quantity": 7}
+    order = json.dumps(order).encode()
+
+    status, body = call_chunked(web, token, [order[:10], order[10:25], order[25:]])
+
+    assert status == 201, body
+    assert Order.objects.get(pk=body["id"]).quantity == 7
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_a_chunked_body_too_large_is_refused_and_stores_nothing(web):
+    token = TokenFactory(user=UserFactory()).key
+
+    status, body = call_chunked(web, token, [b'{"pad": "', *[b"x" * 8192] * 9, b'"}'])
+
+    assert (status, body) == (413, {"detail": "Request body too large."})
+    assert not Order.objects.exists()
+
+
+def test_a_client_gone_while_its_chunked_body_is_read_is_passed_on():
+    scope = {"type": "http", "headers": [(b"transfer-encoding", b"chunked")]}
+    messages = [{"type": "http.disconnect"}, {"type": "http.request", "body": b"{", "more_body": True}]
+
+    async def receive():
+        return messages.pop()
+
+    async def read():
+        handed_on, receive_after = await with_length(scope, receive)
+        return handed_on, await receive_after()
+
+    assert asyncio.run(read()) == (scope, {"type": "http.disconnect"})
 
 
 @pytest.mark.slow
