@@ -256,7 +256,8 @@ def _record_outcomes(outcomes: list[Outcome]) -> tuple[list[RoutePlan], set[str]
 
     One transaction, so a deadlock victim's retry records them all afresh. Committed
     one by one, refusals recorded before the deadlock made the retry's compare-and-set
-    miss them, and their instruments waited for the sweeper's re-match.
+    miss them, and their re-match waited for another pass to take their instruments
+    along, or for the sweeper. The re-matches run after the commit, in passes of their own.
     """
     now = timezone.now()
     with transaction.atomic():

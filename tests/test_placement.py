@@ -241,7 +241,6 @@ def test_outcomes_whose_recording_loses_a_deadlock_are_recorded_again_whole(monk
     claims, _ = placement_claim(plans=[_plan(first), _plan(second)])
     real_return_to_book = orders.transitions.order_return_to_book
     failures = [OperationalError(1213, "Deadlock found when trying to get lock; try restarting transaction")]
-
     calls = []
 
     def return_to_book_deadlocked_on_the_second(order_id, *args, **kwargs):
