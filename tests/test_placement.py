@@ -13,7 +13,14 @@ from exchange.gateway import OrderPlacementError, OrderRejectedError, SimulatedE
 from exchange.models import ExchangeOrder
 from matching.services import instrument_match_pending
 from orders.models import Order, PlacementAttempt
-from orders.placement import DEADLINE_REASON, Outcome, placement_claim, placement_record, placement_run
+from orders.placement import (
+    DEADLINE_REASON,
+    Outcome,
+    placement_claim,
+    placement_record,
+    placement_run,
+    placement_status_check_plans,
+)
 from orders.plans import RoutePlan
 from tests.factories import OrderFactory
 from tests.pipeline_helpers import ScriptedExchange, assert_invariants
@@ -267,3 +274,33 @@ def test_outcomes_whose_recording_loses_a_deadlock_are_recorded_again_whole(monk
         order.refresh_from_db()
         assert (order.in_flight, order.needs_match, order.placement_attempts) == (False, False, 1)
     assert sorted(PlacementAttempt.objects.values_list("outcome", flat=True)) == ["failed", "failed"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_partway_through_recording_writes_nothing_and_every_order_stays_in_flight(monkeypatch):
+    accepted, refused = _resting(10), _resting(10, instrument="US5949181045")
+    claims = {claim.order.pk: claim for claim in placement_claim(plans=[_plan(accepted), _plan(refused)])[0]}
+
+    def return_to_book_broken(*args, **kwargs):
+        raise ValueError("bug while recording")
+
+    monkeypatch.setattr(orders.transitions, "order_return_to_book", return_to_book_broken)
+    outcomes = [
+        Outcome(claim=claims[accepted.pk], accepted_quantity=10),
+        Outcome(claim=claims[refused.pk], error="Exchange busy"),
+    ]
+
+    with pytest.raises(ValueError):
+        placement_record(outcomes)
+
+    # The acceptance recorded before the error rolled back with it: no answer was
+    # written, so both orders may be at the exchange, and the exchange is asked.
+    for order in (accepted, refused):
+        order.refresh_from_db()
+        assert (order.status, order.in_flight) == (Order.Status.OPEN, True)
+    assert set(PlacementAttempt.objects.values_list("outcome", flat=True)) == {"in_flight"}
+    plans = placement_status_check_plans(outcomes)
+    assert {(plan.order_id, plan.recover, plan.attempt) for plan in plans} == {
+        (accepted.pk, True, 1),
+        (refused.pk, True, 1),
+    }
